@@ -1,0 +1,1 @@
+"""Seiketsu Voice: the text-to-speech gateway."""

@@ -1,0 +1,1 @@
+"""HTTP adapters: parse, call a service, shape the response."""

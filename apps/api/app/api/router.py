@@ -1,0 +1,9 @@
+"""The voice API's router: every surface under /api/v1/voice."""
+
+from fastapi import APIRouter
+
+from app.api import profiles, synthesize
+
+api_router = APIRouter(prefix="/api/v1/voice")
+api_router.include_router(synthesize.router)
+api_router.include_router(profiles.router)

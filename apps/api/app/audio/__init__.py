@@ -1,0 +1,1 @@
+"""Audio formats and codecs: PCM, WAV, MP3, G.711; quality measures."""

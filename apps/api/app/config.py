@@ -1,0 +1,133 @@
+"""Typed settings: nested groups read from the environment and the repo's `.env`."""
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Self
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# env_file is resolved against the working directory only, so name it absolutely.
+ENV_FILE = Path(__file__).resolve().parents[3] / ".env"
+
+# The seed's flat variable names stay valid; each fills one field of a nested group.
+SEED_NAMES: dict[str, tuple[str, str]] = {
+    "ELEVEN_LABS_API_KEY": ("elevenlabs", "api_key"),
+    "ELEVEN_LABS_BASE_URL": ("elevenlabs", "base_url"),
+    "VOICE_RESPONSE_TIMEOUT_MS": ("synthesis", "response_timeout_ms"),
+    "REDIS_URL": ("redis", "url"),
+    "CACHE_REDIS_URL": ("redis", "cache_url"),
+    "MONITORING_WEBHOOK_URL": ("monitoring", "webhook_url"),
+    "TWENTYONEDEV_API_KEY": ("monitoring", "api_key"),
+}
+
+
+class ElevenLabsSettings(BaseModel):
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.elevenlabs.io"
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    # Longest gap between two chunks of one stream before it counts as stalled.
+    read_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=100, ge=1)
+
+    @property
+    def key(self) -> str | None:
+        """The upstream key, or None when unset or blank (the offline engine speaks then)."""
+        if self.api_key is None:
+            return None
+        return self.api_key.get_secret_value().strip() or None
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    cache_url: str | None = None
+    socket_timeout_s: float = Field(default=1.0, gt=0)
+
+    @property
+    def effective_cache_url(self) -> str:
+        return self.cache_url or self.url
+
+
+class SynthesisSettings(BaseModel):
+    response_timeout_ms: int = Field(default=2000, ge=100, le=60_000)
+    segment_concurrency: int = Field(default=4, ge=1, le=32)
+    min_segment_chars: int = Field(default=20, ge=0, le=200)
+    max_segment_chars: int = Field(default=400, ge=50, le=5000)
+
+    @model_validator(mode="after")
+    def _segment_bounds_are_ordered(self) -> Self:
+        if self.min_segment_chars >= self.max_segment_chars:
+            raise ValueError("min_segment_chars must be below max_segment_chars")
+        return self
+
+
+class ServerSettings(BaseModel):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class MonitoringSettings(BaseModel):
+    webhook_url: str | None = None
+    api_key: SecretStr | None = None
+
+
+class _SeedNamesSource(PydanticBaseSettingsSource):
+    """Maps the seed's flat variable names onto the nested groups."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, str | None] = {}
+        if ENV_FILE.is_file():
+            found.update(dotenv_values(ENV_FILE))
+        found.update(os.environ)
+        values: dict[str, dict[str, Any]] = {}
+        for name, (group, field) in SEED_NAMES.items():
+            value = found.get(name)
+            if value is not None and value != "":
+                values.setdefault(group, {})[field] = value
+        return values
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE,
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    elevenlabs: ElevenLabsSettings = ElevenLabsSettings()
+    redis: RedisSettings = RedisSettings()
+    synthesis: SynthesisSettings = SynthesisSettings()
+    server: ServerSettings = ServerSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Nested names (ELEVENLABS__API_KEY) win over the seed's flat names.
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            _SeedNamesSource(settings_cls),
+            file_secret_settings,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Limits: request body size (and, later, the upstream semaphore and rate limits)."""

@@ -1,0 +1,31 @@
+"""create_app(): the FastAPI application, its middleware, error handlers and routers."""
+
+from fastapi import FastAPI
+
+from app.api import health
+from app.api.router import api_router
+from app.config import Settings, get_settings
+from app.errors import install_error_handlers
+from app.lifespan import make_lifespan
+from app.limits.body_size import BodySizeLimitMiddleware
+from app.observability.logging import configure_logging
+from app.observability.middleware import RequestIdMiddleware
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging()
+    app = FastAPI(
+        title="Seiketsu Voice",
+        summary="Text-to-speech for real-estate voice agents: ElevenLabs with an offline "
+        "fallback, five personas, English, Spanish and Mandarin.",
+        version="0.1.0",
+        lifespan=make_lifespan(settings),
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_router)
+    # Added last = outermost: the request id exists before anything can refuse the request.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Operational helpers run from the Makefile (local Redis)."""

@@ -1,0 +1,1 @@
+"""Synthesis: requests, personas, language, segmenting, providers and the service."""

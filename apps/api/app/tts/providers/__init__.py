@@ -1,0 +1,1 @@
+"""Speech providers behind one interface: ElevenLabs upstream and the offline eSpeak NG engine."""

@@ -1,0 +1,93 @@
+"""Shared fixtures: a private redis-server, the fake ElevenLabs, settings and app clients."""
+
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.config import Settings
+from app.main import create_app
+from app.ops import local_redis
+from tests.fakes.elevenlabs_server import FakeElevenLabs
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of our own on a free port; only this session uses (and may flush) it."""
+    process: subprocess.Popen[bytes]
+    process, port = local_redis.start_private(tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def fake_elevenlabs() -> Iterator[FakeElevenLabs]:
+    with FakeElevenLabs() as fake:
+        yield fake
+
+
+@pytest.fixture
+def elevenlabs(fake_elevenlabs: FakeElevenLabs) -> FakeElevenLabs:
+    fake_elevenlabs.reset()
+    return fake_elevenlabs
+
+
+@pytest.fixture
+def make_settings(redis_url: str) -> SettingsFactory:
+    """Settings for a test: our Redis, no upstream key unless given, nothing from .env."""
+
+    def build(**groups: dict[str, Any]) -> Settings:
+        values: dict[str, dict[str, Any]] = {
+            "elevenlabs": {"api_key": None},
+            "redis": {"url": redis_url, "cache_url": None},
+            "monitoring": {"webhook_url": None, "api_key": None},
+        }
+        for group, fields in groups.items():
+            values.setdefault(group, {}).update(fields)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture
+def upstream_settings(make_settings: SettingsFactory, elevenlabs: FakeElevenLabs) -> Settings:
+    """Settings that point the service at the fake ElevenLabs with its valid key."""
+    return make_settings(
+        elevenlabs={"api_key": elevenlabs.api_key, "base_url": elevenlabs.base_url}
+    )
+
+
+async def _client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with no ElevenLabs key: the offline engine speaks."""
+    async for c in _client_for(make_settings()):
+        yield c
+
+
+@pytest.fixture
+async def upstream_client(upstream_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app speaking through the fake ElevenLabs."""
+    async for c in _client_for(upstream_settings):
+        yield c
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return Path(__file__).parent / "data"
