@@ -33,30 +33,69 @@ def resample(pcm: Int16Array, from_rate: int, to_rate: int) -> Int16Array:
 
 def encode(pcm: Int16Array, sample_rate: int, spec: FormatSpec) -> bytes:
     """Mono int16 PCM at any rate → the wire encoding of `spec` (WAV formats: raw PCM)."""
-    pcm = resample(pcm, sample_rate, spec.sample_rate)
-    if spec.encoding == "pcm":
-        return pcm.astype("<i2", copy=False).tobytes()
-    if spec.encoding == "ulaw":
-        return g711.ulaw_encode(pcm)
-    if spec.encoding == "alaw":
-        return g711.alaw_encode(pcm)
-    return _encode_mp3(pcm, spec)
+    encoder = StreamEncoder(spec)
+    return encoder.encode(resample(pcm, sample_rate, spec.sample_rate)) + encoder.finish()
 
 
-def _encode_mp3(pcm: Int16Array, spec: FormatSpec) -> bytes:
-    if pcm.size == 0:
-        return b""
-    buffer = io.BytesIO()
-    level = _MP3_COMPRESSION_LEVEL[(spec.sample_rate, spec.bitrate_kbps or 0)]
-    sf.write(
-        buffer,
-        pcm,
-        spec.sample_rate,
-        format="MP3",
-        bitrate_mode="CONSTANT",
-        compression_level=level,
-    )
-    return mp3.audio_frames(buffer.getvalue())
+class StreamEncoder:
+    """Wire bytes for PCM blocks (at the spec's rate) as they come.
+
+    MP3 comes out frame by frame as LAME completes each, so the first bytes of a long sentence
+    are ready after its first block is encoded, not after the whole sentence. Not thread-safe:
+    one owner at a time (it may hop between worker threads).
+    """
+
+    def __init__(self, spec: FormatSpec) -> None:
+        self._spec = spec
+        self._mp3: sf.SoundFile | None = None
+        self._buffer = io.BytesIO()
+        self._handed_out = 0  # end of the last complete frame already returned
+
+    def encode(self, pcm: Int16Array) -> bytes:
+        if self._spec.encoding == "pcm":
+            return pcm.astype("<i2", copy=False).tobytes()
+        if self._spec.encoding == "ulaw":
+            return g711.ulaw_encode(pcm)
+        if self._spec.encoding == "alaw":
+            return g711.alaw_encode(pcm)
+        if pcm.size == 0:
+            return b""
+        if self._mp3 is None:
+            self._mp3 = sf.SoundFile(
+                self._buffer,
+                "w",
+                self._spec.sample_rate,
+                1,
+                format="MP3",
+                bitrate_mode="CONSTANT",
+                compression_level=_MP3_COMPRESSION_LEVEL[
+                    (self._spec.sample_rate, self._spec.bitrate_kbps or 0)
+                ],
+            )
+        self._mp3.write(pcm)
+        return self._complete_frames()
+
+    def finish(self) -> bytes:
+        """The last frames (MP3 flushes what LAME still holds); b"" for raw encodings."""
+        if self._mp3 is None:
+            return b""
+        self._mp3.close()  # also rewrites the info frame at the start, which is never sent
+        self._mp3 = None
+        return self._complete_frames()
+
+    def _complete_frames(self) -> bytes:
+        view = self._buffer.getbuffer()
+        try:
+            frames = list(mp3.iter_frames(view, self._handed_out))
+            if not frames:
+                return b""
+            start = frames[0].offset
+            end = frames[-1].offset + frames[-1].length
+            chunk = bytes(view[start:end])
+        finally:
+            view.release()
+        self._handed_out = end
+        return chunk
 
 
 def decode(data: bytes, spec: FormatSpec) -> Int16Array:

@@ -69,10 +69,13 @@ def _is_info_frame(data: bytes | memoryview, frame: Frame) -> bool:
     return b"Xing" in body or b"Info" in body or b"VBRI" in body
 
 
-def iter_frames(data: bytes | memoryview) -> Iterator[Frame]:
-    """Complete audio frames in order, skipping tags, info frames and garbage between frames."""
-    offset = _skip_id3v2(data, 0)
-    first = True
+def iter_frames(data: bytes | memoryview, start: int = 0) -> Iterator[Frame]:
+    """Complete audio frames in order, skipping tags, info frames and garbage between frames.
+
+    `start` > 0 continues a stream at a frame boundary, where no tag or info frame can be.
+    """
+    offset = _skip_id3v2(data, 0) if start == 0 else start
+    first = start == 0
     while offset + 4 <= len(data):
         frame = _parse_header(data, offset)
         if frame is None or offset + frame.length > len(data):

@@ -226,3 +226,18 @@ def test_empty_pcm_encodes_to_empty_bytes_in_every_format() -> None:
     for spec in FORMATS.values():
         assert codecs.encode(empty, SOURCE_RATE, spec) == b""
         assert codecs.duration_ms(b"", spec) == 0
+
+
+def test_the_stream_encoder_hands_out_mp3_frames_before_the_end() -> None:
+    spec = FORMATS[OutputFormat.MP3_44100_128]
+    tone = (np.sin(np.arange(44100 * 2) * 2 * np.pi * 220 / 44100) * 8000).astype(np.int16)
+    encoder = codecs.StreamEncoder(spec)
+
+    first = encoder.encode(tone[:11025])
+    rest = encoder.encode(tone[11025:])
+    tail = encoder.finish()
+
+    assert first, "frames of the first quarter second are out before the rest is encoded"
+    whole = first + rest + tail
+    assert whole == mp3.audio_frames(whole)  # frames only, none cut, none repeated
+    assert whole == codecs.encode(tone, 44100, spec)

@@ -26,7 +26,8 @@ from app.tts.models import Language, Persona
 from app.tts.personas import profile_for
 from app.tts.providers.base import ProviderRequest, ProviderUsage
 from app.tts.providers.elevenlabs import ElevenLabsProvider
-from tests.fakes.elevenlabs_server import Behavior, FakeElevenLabs, render_audio
+from tests.fakes.elevenlabs_server import Behavior, FakeElevenLabs
+from tests.fakes.synthetic_audio import render_audio
 
 TEXT = "The kitchen was renovated last spring."
 

@@ -91,3 +91,21 @@ async def test_the_provider_delivers_the_requested_wire_format() -> None:
     pcm = codecs.decode(audio, wire)
     assert len(audio) / 8000 > 1.0
     assert np.abs(pcm.astype(np.int32)).max() > 1000
+
+
+async def test_a_long_sentence_comes_out_in_several_chunks_the_first_one_short() -> None:
+    engine = shared_engine()
+    await engine.start()
+    provider = EspeakProvider(engine)
+    wire = spec_of(OutputFormat.PCM_16000)
+    profile = profile_for(Persona.PROFESSIONAL)
+    text = "The property includes a renovated kitchen, three bedrooms and a two car garage."
+    request = ProviderRequest(
+        text=text, language=Language.EN, profile=profile, voice=profile.voice_for(Language.EN),
+        wire=wire,
+    )  # fmt: skip
+
+    chunks = [chunk async for chunk in provider.stream(request, ProviderUsage())]
+
+    assert len(chunks) >= 3
+    assert len(chunks[0]) == 16000 * 2 // 4  # the first 250 ms

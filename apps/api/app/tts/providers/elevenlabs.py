@@ -142,10 +142,11 @@ class ElevenLabsProvider:
                 _read_usage(response.headers, usage)
                 async for chunk in _aligned(response.aiter_bytes(), request.wire.bytes_per_sample):
                     yield chunk
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+            # A host that cannot be reached fails every voice alike: account-wide.
+            raise UpstreamUnreachableError(self.name, f"ElevenLabs unreachable: {exc!r}") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(self.name, f"ElevenLabs timed out: {exc!r}") from exc
-        except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
-            raise UpstreamUnreachableError(self.name, f"ElevenLabs unreachable: {exc!r}") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise UpstreamProtocolError(self.name, f"ElevenLabs stream broke: {exc!r}") from exc
         except httpx.HTTPError as exc:
@@ -163,9 +164,11 @@ def _check_audio_content_type(response: httpx.Response) -> None:
 
 def _read_usage(headers: httpx.Headers, usage: ProviderUsage) -> None:
     usage.request_id = headers.get("request-id")
-    usage.characters_billed = (
-        _int_header(headers, "character-cost") or _int_header(headers, "x-character-count") or 0
-    )
+    # Real responses carry character-cost; the API reference names x-character-count.
+    billed = _int_header(headers, "character-cost")
+    if billed is None:
+        billed = _int_header(headers, "x-character-count")
+    usage.characters_billed = billed or 0
     usage.concurrent_requests = _int_header(headers, "current-concurrent-requests")
     usage.max_concurrent_requests = _int_header(headers, "maximum-concurrent-requests")
 

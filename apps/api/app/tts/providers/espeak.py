@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import ctypes
+import itertools
 import threading
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,8 @@ _PARAM_RATE = 1
 _PARAM_PITCH = 3
 _PARAM_RANGE = 4
 _CALLBACK_BUFFER_MS = 100
+_FIRST_BLOCK_S = 0.25
+_BLOCK_S = 1.0
 
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
@@ -55,6 +58,7 @@ class EspeakEngine:
         self._callback: object = None
         self._chunks: list[Int16Array] = []
         self._owner: threading.Thread | None = None
+        self._voice: tuple[str, int, int, int] | None = None  # what the library is set to
         self.sample_rate = 0
 
     async def start(self) -> None:
@@ -125,12 +129,17 @@ class EspeakEngine:
     def _synthesize(self, text: str, language: Language, voice: OfflineVoice) -> Int16Array:
         assert self._lib is not None
         assert threading.current_thread() is self._owner
-        name = f"{OFFLINE_LANGUAGE_VOICES[language]}+{voice.variant}".encode()
-        if self._lib.espeak_SetVoiceByName(name) != _EE_OK:
-            raise OfflineEngineError(Provider.ESPEAK, f"eSpeak NG has no voice {name.decode()}")
-        self._lib.espeak_SetParameter(_PARAM_RATE, voice.rate_wpm, 0)
-        self._lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
-        self._lib.espeak_SetParameter(_PARAM_RANGE, voice.pitch_range, 0)
+        name = f"{OFFLINE_LANGUAGE_VOICES[language]}+{voice.variant}"
+        wanted = (name, voice.rate_wpm, voice.pitch, voice.pitch_range)
+        # Loading a voice costs 0.1–0.5 ms; consecutive calls mostly keep the same one.
+        if self._voice != wanted:
+            self._voice = None
+            if self._lib.espeak_SetVoiceByName(name.encode()) != _EE_OK:
+                raise OfflineEngineError(Provider.ESPEAK, f"eSpeak NG has no voice {name}")
+            self._lib.espeak_SetParameter(_PARAM_RATE, voice.rate_wpm, 0)
+            self._lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
+            self._lib.espeak_SetParameter(_PARAM_RANGE, voice.pitch_range, 0)
+            self._voice = wanted
         encoded = text.encode("utf-8")
         self._chunks = []
         result = self._lib.espeak_Synth(
@@ -181,4 +190,17 @@ class EspeakProvider:
         pcm = await self._engine.synthesize(request.text, request.language, request.profile.offline)
         if pcm.size == 0:
             raise OfflineEngineError(self.name, "eSpeak NG produced no audio for the text")
-        yield await asyncio.to_thread(codecs.encode, pcm, self._engine.sample_rate, request.wire)
+        rate = request.wire.sample_rate
+        pcm = await asyncio.to_thread(codecs.resample, pcm, self._engine.sample_rate, rate)
+        encoder = codecs.StreamEncoder(request.wire)
+        # A short first block, so the first bytes (MP3 above all) are out in a few ms.
+        first = int(rate * _FIRST_BLOCK_S)
+        block = int(rate * _BLOCK_S)
+        for start in itertools.chain((0,), range(first, pcm.size, block)):
+            end = first if start == 0 else start + block
+            data = await asyncio.to_thread(encoder.encode, pcm[start:end])
+            if data:
+                yield data
+        tail = await asyncio.to_thread(encoder.finish)
+        if tail:
+            yield tail
