@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "apps" / "api"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +57,7 @@ import soxr
 
 from app.audio import codecs, g711
 from app.audio.formats import FormatSpec, OutputFormat, spec_of
+from bench.machine import cpu_model
 
 with warnings.catch_warnings():
     # audioop is the baseline; it is deprecated since 3.11 (PEP 594) and warns on import.
@@ -301,16 +303,6 @@ def print_header(args: argparse.Namespace) -> None:
         f"median of {args.rounds} rounds, ours and baseline alternating"
     )
     print()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def print_table(results: Sequence[CaseResult]) -> None:

@@ -54,15 +54,16 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "apps" / "api"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import espeakng_loader
 import soundfile
 
 from app.audio.formats import OutputFormat, spec_of
 from app.tts.models import Language, Persona
 from app.tts.personas import OFFLINE_LANGUAGE_VOICES, PROFILES, OfflineVoice
 from app.tts.providers.base import ProviderRequest, ProviderUsage
-from app.tts.providers.espeak import EspeakProvider, shared_engine
+from app.tts.providers.espeak import EspeakProvider, load_library, shared_engine
+from bench.machine import cpu_model
 
 SENTENCES: dict[Language, tuple[str, ...]] = {
     Language.EN: (
@@ -97,8 +98,6 @@ AIM_RTF = 200.0
 AIM_TTFA_MS = 20.0
 
 # The subset of the eSpeak NG C API (speak_lib.h) the raw baseline needs.
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_BUFFER_MS = 100  # as EspeakEngine asks for
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
@@ -158,39 +157,11 @@ def _cell_timing(
 # The raw baseline: libespeak-ng in a child process, answering one JSON request per line.
 
 
-def _load_raw_library() -> tuple[ctypes.CDLL, int]:
-    lib = ctypes.CDLL(espeakng_loader.get_library_path())
-    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-    lib.espeak_Initialize.restype = ctypes.c_int
-    lib.espeak_Info.argtypes = [ctypes.c_void_p]
-    lib.espeak_Info.restype = ctypes.c_char_p
-    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-    lib.espeak_SetVoiceByName.restype = ctypes.c_int
-    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    lib.espeak_SetParameter.restype = ctypes.c_int
-    lib.espeak_Synth.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_uint,
-        ctypes.c_int,
-        ctypes.c_uint,
-        ctypes.c_uint,
-        ctypes.POINTER(ctypes.c_uint),
-        ctypes.c_void_p,
-    ]
-    lib.espeak_Synth.restype = ctypes.c_int
-    data_parent = str(Path(espeakng_loader.get_data_path()).parent).encode()
-    rate = int(lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_parent, 0))
-    if rate <= 0:
-        raise RuntimeError(f"espeak_Initialize failed ({rate})")
-    return lib, rate
-
-
 class _RawSynth:
     """libespeak-ng with the thinnest Python around it: synthesize, copy the samples out."""
 
     def __init__(self) -> None:
-        self.lib, self.sample_rate = _load_raw_library()
+        self.lib, self.sample_rate = load_library()
         self._chunks: list[bytes] = []
         self._callback = _SynthCallback(self._on_audio)  # referenced while the library uses it
         self.lib.espeak_SetSynthCallback(self._callback)
@@ -371,16 +342,6 @@ async def time_first_audio(
 
 
 # Report.
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def pin_to_one_cpu() -> str:

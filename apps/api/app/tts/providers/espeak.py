@@ -44,6 +44,43 @@ _SynthCallback = ctypes.CFUNCTYPE(
 )
 
 
+def load_library() -> tuple[ctypes.CDLL, int]:
+    """libespeak-ng with its signatures declared, initialized in synchronous mode.
+
+    Returns the library and its output sample rate. Call it on the thread that will own the
+    library (the benchmarks also use it for their raw baseline).
+    """
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_void_p,
+    ]
+    lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_Terminate.restype = ctypes.c_int
+    lib.espeak_Info.argtypes = [ctypes.c_void_p]
+    lib.espeak_Info.restype = ctypes.c_char_p
+    # espeak_Initialize wants the folder that contains espeak-ng-data.
+    data_parent = str(Path(espeakng_loader.get_data_path()).parent).encode()
+    rate = int(
+        lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _CALLBACK_BUFFER_MS, data_parent, 0)
+    )
+    if rate <= 0:
+        raise OfflineEngineError(Provider.ESPEAK, f"espeak_Initialize failed ({rate})")
+    return lib, rate
+
+
 class EspeakEngine:
     """libespeak-ng, owned by one thread; async callers await its results.
 
@@ -90,32 +127,7 @@ class EspeakEngine:
         if self._lib is not None:
             return self.sample_rate
         self._owner = threading.current_thread()
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.POINTER(ctypes.c_uint),
-            ctypes.c_void_p,
-        ]
-        lib.espeak_Synth.restype = ctypes.c_int
-        lib.espeak_Terminate.restype = ctypes.c_int
-        # espeak_Initialize wants the folder that contains espeak-ng-data.
-        data_parent = str(Path(espeakng_loader.get_data_path()).parent).encode()
-        rate = int(
-            lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _CALLBACK_BUFFER_MS, data_parent, 0)
-        )
-        if rate <= 0:
-            raise OfflineEngineError(Provider.ESPEAK, f"espeak_Initialize failed ({rate})")
+        lib, rate = load_library()
         self._callback = _SynthCallback(self._on_audio)
         lib.espeak_SetSynthCallback(self._callback)
         self._lib = lib
