@@ -68,6 +68,35 @@ class SynthesisSettings(BaseModel):
         return self
 
 
+class CacheSettings(BaseModel):
+    enabled: bool = True
+    dynamic_ttl_s: int = Field(default=24 * 3600, gt=0)
+    catalog_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    # A segment hit this many times is kept as long as a catalog phrase.
+    promote_after_hits: int = Field(default=3, ge=1)
+    # After a Redis failure the cache is not tried again for this long.
+    outage_pause_s: float = Field(default=1.0, gt=0)
+    # How long a request waits for another process computing the same segment.
+    flight_wait_s: float = Field(default=10.0, gt=0)
+
+
+class LimiterSettings(BaseModel):
+    upstream_slots: int = Field(default=50, ge=1)
+    # Slots only live traffic (HTTP, WebSocket) may take; bulk work waits for the others.
+    live_reserved_slots: int = Field(default=10, ge=0)
+    # A holder that stops renewing (crashed) loses its slot after this long.
+    lease_s: float = Field(default=5.0, gt=0)
+    # Waiters look again this often even without a release notification (lost messages,
+    # expired leases).
+    recheck_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _reserve_leaves_room_for_bulk(self) -> Self:
+        if self.live_reserved_slots >= self.upstream_slots:
+            raise ValueError("live_reserved_slots must be below upstream_slots")
+        return self
+
+
 class ServerSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
@@ -106,6 +135,8 @@ class Settings(BaseSettings):
     elevenlabs: ElevenLabsSettings = ElevenLabsSettings()
     redis: RedisSettings = RedisSettings()
     synthesis: SynthesisSettings = SynthesisSettings()
+    cache: CacheSettings = CacheSettings()
+    limiter: LimiterSettings = LimiterSettings()
     server: ServerSettings = ServerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 

@@ -10,7 +10,11 @@ import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from app.cache.audio_cache import AudioCache
+from app.cache.single_flight import SingleFlight
 from app.config import Settings
+from app.limits.upstream import UpstreamLimiter
+from app.notifications import Notifier
 from app.tts.fallback import ProviderChain
 from app.tts.language import shared_detector
 from app.tts.providers.elevenlabs import ElevenLabsProvider
@@ -24,8 +28,20 @@ class State(TypedDict):
     settings: Settings
     http_client: httpx.AsyncClient
     redis: Redis
+    cache_redis: Redis
     espeak: EspeakEngine
+    cache: AudioCache
+    limiter: UpstreamLimiter
     synthesizer: SynthesisService
+
+
+def _redis_client(url: str, settings: Settings) -> Redis:
+    return Redis.from_url(
+        url,
+        socket_timeout=settings.redis.socket_timeout_s,
+        socket_connect_timeout=settings.redis.socket_timeout_s,
+        health_check_interval=30,
+    )
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -48,11 +64,17 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         http_client = build_http_client(settings)
-        redis = Redis.from_url(
-            settings.redis.url,
-            socket_timeout=settings.redis.socket_timeout_s,
-            socket_connect_timeout=settings.redis.socket_timeout_s,
+        redis = _redis_client(settings.redis.url, settings)
+        cache_url = settings.redis.effective_cache_url
+        cache_redis = (
+            redis if cache_url == settings.redis.url else _redis_client(cache_url, settings)
         )
+        # Flights announce themselves where the cache lives; releases where the limiter lives.
+        cache_events = Notifier(cache_redis)
+        state_events = Notifier(redis) if cache_redis is not redis else cache_events
+        cache = AudioCache(cache_redis, settings.cache)
+        flights = SingleFlight(cache_redis, cache, cache_events, settings.cache.flight_wait_s)
+        limiter = UpstreamLimiter(redis, state_events, settings.limiter)
         espeak = shared_engine()
         detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), espeak.start())
         chain = ProviderChain(
@@ -61,7 +83,12 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             ),
             offline=EspeakProvider(espeak),
             budget_s=settings.synthesis.response_timeout_ms / 1000,
+            limiter=limiter,
         )
+        notifiers = {id(n): n for n in (cache_events, state_events)}.values()
+        for notifier in notifiers:
+            notifier.start()
+        limiter.start()
         if settings.elevenlabs.key is None:
             logger.warning("ELEVEN_LABS_API_KEY is not set: speaking with the offline engine")
         try:
@@ -69,11 +96,19 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 settings=settings,
                 http_client=http_client,
                 redis=redis,
+                cache_redis=cache_redis,
                 espeak=espeak,
-                synthesizer=SynthesisService(chain, detector, settings.synthesis),
+                cache=cache,
+                limiter=limiter,
+                synthesizer=SynthesisService(chain, detector, cache, flights, settings.synthesis),
             )
         finally:
+            await limiter.stop()
+            for notifier in notifiers:
+                await notifier.stop()
             await http_client.aclose()
             await redis.aclose()
+            if cache_redis is not redis:
+                await cache_redis.aclose()
 
     return lifespan

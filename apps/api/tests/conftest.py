@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from asgi_lifespan import LifespanManager
 
 from app.config import Settings
@@ -42,8 +43,17 @@ def elevenlabs(fake_elevenlabs: FakeElevenLabs) -> FakeElevenLabs:
 
 
 @pytest.fixture
-def make_settings(redis_url: str) -> SettingsFactory:
+def fresh_redis(redis_url: str) -> str:
+    """The session's private Redis, emptied for this test (ours: we may flush it)."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    return redis_url
+
+
+@pytest.fixture
+def make_settings(fresh_redis: str) -> SettingsFactory:
     """Settings for a test: our Redis, no upstream key unless given, nothing from .env."""
+    redis_url = fresh_redis
 
     def build(**groups: dict[str, Any]) -> Settings:
         values: dict[str, dict[str, Any]] = {

@@ -23,6 +23,7 @@ class SegmentReport(BaseModel):
     index: int
     text: str
     provider: str
+    cache: str = Field(description="`hit`, `miss` or `bypass` for this segment")
     audio_duration_ms: int
     quality_score: float
     characters_billed: int
@@ -46,6 +47,7 @@ class SynthesisJSON(BaseModel):
     quality_score: float
     audio_duration_ms: int
     characters_billed: int
+    characters_saved: int = Field(description="What the cached segments cost when first made")
     segments: list[SegmentReport]
 
 
@@ -56,8 +58,7 @@ def _server_timing(timings: dict[str, float]) -> str:
 def _headers(result: SynthesisResult, timings: dict[str, float]) -> dict[str, str]:
     plan = result.plan
     return {
-        # No audio cache is consulted yet (it comes with the cache/limiter work).
-        "X-Cache": "bypass",
+        "X-Cache": result.cache.value,
         "X-Provider": ",".join(result.providers),
         "X-Language": plan.language.value,
         "X-Persona": plan.profile.persona.value,
@@ -99,7 +100,7 @@ async def synthesize_speech(
     done = time.perf_counter()
     timings = {
         "resolve": planned - started,
-        "ttfa": result.first_audio_s,
+        "first_segment": result.first_audio_s,
         "synthesis": done - planned,
         "total": done - started,
     }
@@ -118,14 +119,16 @@ async def synthesize_speech(
             quality_score=result.quality,
             audio_duration_ms=result.duration_ms,
             characters_billed=result.characters_billed,
+            characters_saved=result.characters_saved,
             segments=[
                 SegmentReport(
-                    index=s.spoken.index,
-                    text=s.spoken.text,
-                    provider=s.spoken.provider.value,
+                    index=s.index,
+                    text=s.text,
+                    provider=s.provider.value,
+                    cache=s.cache.value,
                     audio_duration_ms=s.duration_ms,
                     quality_score=s.quality,
-                    characters_billed=s.spoken.usage.characters_billed,
+                    characters_billed=s.characters_billed,
                 )
                 for s in result.segments
             ],

@@ -42,13 +42,23 @@ class UpstreamUnreachableError(ProviderError):
 
 
 class UpstreamRateLimitedError(ProviderError):
+    """429: too many concurrent requests or requests per second, for the whole account."""
+
     code = "upstream_rate_limited"
+    account_wide = True
 
     def __init__(
         self, provider: Provider, message: str, *, retry_after_s: float | None = None
     ) -> None:
         super().__init__(provider, message, status=429)
         self.retry_after_s = retry_after_s
+
+
+class UpstreamBusyError(ProviderError):
+    """No upstream slot within the time budget, or upstream asked every process to back off."""
+
+    code = "upstream_slots_exhausted"
+    account_wide = True
 
 
 class UpstreamServerError(ProviderError):

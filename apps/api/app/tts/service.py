@@ -1,19 +1,36 @@
-"""SynthesisService: the one synthesis path every surface uses (DESIGN §4)."""
+"""SynthesisService: the one synthesis path every surface uses (DESIGN §4).
+
+resolve → segment → cache (one lookup for all segments) → single-flight on misses → limiter →
+provider chain → quality → deliver in order.
+"""
 
 import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
+from enum import StrEnum
 
 from app.audio import codecs, container, quality
 from app.audio.formats import FormatSpec, spec_of
+from app.cache.audio_cache import AudioCache
+from app.cache.entry import CacheEntry, new_entry
+from app.cache.keys import cache_key
+from app.cache.single_flight import Computed, SingleFlight
 from app.config import SynthesisSettings
+from app.limits.upstream import Priority
 from app.ordered import in_order
-from app.tts.fallback import ProviderChain, SpokenSegment
+from app.tts.fallback import ProviderChain
 from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Provider, SynthesizeRequest
 from app.tts.personas import VoiceProfile, profile_for
 from app.tts.segmenting import Segment, segment, spoken_length
+
+
+class CacheOutcome(StrEnum):
+    HIT = "hit"
+    PARTIAL = "partial"
+    MISS = "miss"
+    BYPASS = "bypass"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +44,25 @@ class SynthesisPlan:
     spec: FormatSpec
     wire: FormatSpec
     segments: tuple[Segment, ...]
+    keys: tuple[str, ...]
+    catalog: bool = False
+    priority: Priority = Priority.LIVE
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentResult:
-    spoken: SpokenSegment
+    index: int
+    text: str
+    audio: bytes
+    provider: Provider
+    voice_id: str | None
     duration_ms: int
     quality: float
+    cache: CacheOutcome
+    characters_billed: int
+    characters_saved: int
+    first_audio_s: float
+    failed_attempts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +74,11 @@ class SynthesisResult:
     @property
     def providers(self) -> tuple[Provider, ...]:
         """Every provider that spoke, in order of first appearance."""
-        return tuple(dict.fromkeys(s.spoken.provider for s in self.segments))
+        return tuple(dict.fromkeys(s.provider for s in self.segments))
+
+    @property
+    def cache(self) -> CacheOutcome:
+        return overall_cache_outcome([s.cache for s in self.segments])
 
     @property
     def duration_ms(self) -> int:
@@ -61,46 +94,95 @@ class SynthesisResult:
 
     @property
     def characters_billed(self) -> int:
-        return sum(s.spoken.usage.characters_billed for s in self.segments)
+        return sum(s.characters_billed for s in self.segments)
+
+    @property
+    def characters_saved(self) -> int:
+        return sum(s.characters_saved for s in self.segments)
 
     @property
     def first_audio_s(self) -> float:
-        return self.segments[0].spoken.ttfb_s if self.segments else 0.0
+        return self.segments[0].first_audio_s if self.segments else 0.0
+
+
+def overall_cache_outcome(outcomes: list[CacheOutcome]) -> CacheOutcome:
+    """hit: every segment from cache; partial: some; miss: none; bypass: cache not used."""
+    if not outcomes or CacheOutcome.BYPASS in outcomes:
+        return CacheOutcome.BYPASS
+    hits = outcomes.count(CacheOutcome.HIT)
+    if hits == len(outcomes):
+        return CacheOutcome.HIT
+    return CacheOutcome.PARTIAL if hits else CacheOutcome.MISS
 
 
 class SynthesisService:
     def __init__(
-        self, chain: ProviderChain, detector: LanguageDetector, settings: SynthesisSettings
+        self,
+        chain: ProviderChain,
+        detector: LanguageDetector,
+        cache: AudioCache,
+        flights: SingleFlight,
+        settings: SynthesisSettings,
     ) -> None:
         self._chain = chain
         self._detector = detector
+        self._cache = cache
+        self._flights = flights
         self._settings = settings
 
-    def plan(self, request: SynthesizeRequest) -> SynthesisPlan:
-        """Resolve persona, language and format, and split the text into segments."""
+    def plan(
+        self,
+        request: SynthesizeRequest,
+        *,
+        catalog: bool = False,
+        priority: Priority = Priority.LIVE,
+    ) -> SynthesisPlan:
+        """Resolve persona, language and format, and split the text into segments.
+
+        `catalog` marks common phrases (pre-generation): they are cached for the long TTL.
+        """
         if request.language == LanguageChoice.AUTO:
             language, detected = self._detector.detect(request.text), True
         else:
             language, detected = Language(request.language.value), False
         spec = spec_of(request.output_format)
-        segments = segment(
-            request.text,
-            min_chars=self._settings.min_segment_chars,
-            max_chars=self._settings.max_segment_chars,
+        wire = spec_of(spec.wire)
+        profile = profile_for(request.persona)
+        segments = tuple(
+            segment(
+                request.text,
+                min_chars=self._settings.min_segment_chars,
+                max_chars=self._settings.max_segment_chars,
+            )
+        )
+        keys = tuple(
+            cache_key(self._chain.primary_identity(s, profile, language, wire)) for s in segments
         )
         return SynthesisPlan(
             request=request,
-            profile=profile_for(request.persona),
+            profile=profile,
             language=language,
             language_detected=detected,
             spec=spec,
-            wire=spec_of(spec.wire),
-            segments=tuple(segments),
+            wire=wire,
+            segments=segments,
+            keys=keys,
+            catalog=catalog,
+            priority=priority,
         )
 
     async def synthesize(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
         """Each segment's audio, in order, synthesized up to `segment_concurrency` at a time."""
-        jobs = [lambda s=s: self._segment(plan, s) for s in plan.segments]
+        found = None
+        if plan.request.cache:
+            found = await self._cache.lookup(list(plan.keys), plan.wire.format.value)
+        hits = [k for k, e in zip(plan.keys, found.entries, strict=True) if e] if found else []
+        if hits:
+            await self._cache.note_hits(hits)
+        jobs = [
+            lambda i=i: self._segment(plan, i, found.entries[i] if found else None, found is None)
+            for i in range(len(plan.segments))
+        ]
         async with aclosing(in_order(jobs, self._settings.segment_concurrency)) as results:
             async for result in results:
                 yield result
@@ -108,18 +190,76 @@ class SynthesisService:
     async def synthesize_all(self, plan: SynthesisPlan) -> SynthesisResult:
         """The whole text as one deliverable body (one WAV header, MP3 frames joined)."""
         results = [result async for result in self.synthesize(plan)]
-        body = await asyncio.to_thread(
-            container.deliverable, [r.spoken.audio for r in results], plan.spec
-        )
+        body = await asyncio.to_thread(container.deliverable, [r.audio for r in results], plan.spec)
         return SynthesisResult(plan=plan, segments=tuple(results), body=body)
 
-    async def _segment(self, plan: SynthesisPlan, seg: Segment) -> SegmentResult:
-        spoken = await self._chain.speak(seg, plan.profile, plan.language, plan.wire)
-        duration_ms, score = await asyncio.to_thread(_measure, spoken, plan.wire)
-        return SegmentResult(spoken=spoken, duration_ms=duration_ms, quality=score)
+    async def _segment(
+        self, plan: SynthesisPlan, index: int, cached: CacheEntry | None, bypass: bool
+    ) -> SegmentResult:
+        seg, key = plan.segments[index], plan.keys[index]
+        if cached is not None:
+            return _from_entry(seg, cached, CacheOutcome.HIT, first_audio_s=0.0)
+        started = asyncio.get_running_loop().time()
+        if bypass:
+            computed = await self._compute(plan, seg)
+            if computed.cacheable:
+                await self._cache.store(key, computed.entry)
+            entry, outcome, paid = computed.entry, CacheOutcome.BYPASS, True
+        else:
+            flown = await self._flights.run(
+                key, plan.wire.format.value, lambda: self._compute(plan, seg)
+            )
+            paid = flown.computed_here
+            entry = flown.entry
+            outcome = CacheOutcome.MISS if paid else CacheOutcome.HIT
+        first_audio_s = asyncio.get_running_loop().time() - started
+        return _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=paid)
+
+    async def _compute(self, plan: SynthesisPlan, seg: Segment) -> Computed:
+        spoken = await self._chain.speak(
+            seg, plan.profile, plan.language, plan.wire, priority=plan.priority
+        )
+        duration_ms, score = await asyncio.to_thread(_measure, spoken.audio, seg.text, plan.wire)
+        entry = new_entry(
+            spoken.audio,
+            wire_format=plan.wire.format.value,
+            provider=spoken.provider.value,
+            voice_id=spoken.voice_id,
+            duration_ms=duration_ms,
+            quality=score,
+            characters_billed=spoken.usage.characters_billed,
+            catalog=plan.catalog,
+            failed_attempts=spoken.failed_attempts,
+        )
+        return Computed(entry=entry, cacheable=spoken.by_primary)
 
 
-def _measure(spoken: SpokenSegment, wire: FormatSpec) -> tuple[int, float]:
-    pcm = codecs.decode(spoken.audio, wire)
-    score = quality.measure(pcm, wire.sample_rate, spoken_length(spoken.text)).score
-    return codecs.duration_ms(spoken.audio, wire), score
+def _from_entry(
+    seg: Segment,
+    entry: CacheEntry,
+    outcome: CacheOutcome,
+    *,
+    first_audio_s: float,
+    paid: bool = False,
+) -> SegmentResult:
+    meta = entry.meta
+    return SegmentResult(
+        index=seg.index,
+        text=seg.text,
+        audio=entry.audio,
+        provider=Provider(meta.provider),
+        voice_id=meta.voice_id,
+        duration_ms=meta.duration_ms,
+        quality=meta.quality,
+        cache=outcome,
+        characters_billed=meta.characters_billed if paid else 0,
+        characters_saved=0 if paid else meta.characters_billed,
+        first_audio_s=first_audio_s,
+        failed_attempts=tuple(meta.failed_attempts) if paid else (),
+    )
+
+
+def _measure(audio: bytes, text: str, wire: FormatSpec) -> tuple[int, float]:
+    pcm = codecs.decode(audio, wire)
+    score = quality.measure(pcm, wire.sample_rate, spoken_length(text)).score
+    return codecs.duration_ms(audio, wire), score

@@ -50,7 +50,7 @@ async def test_offline_synthesis_answers_a_playable_mp3_in_the_detected_language
     assert response.headers["x-language"] == language
     assert response.headers["x-provider"] == "espeak"
     assert response.headers["x-persona"] == "friendly"
-    assert response.headers["x-cache"] == "bypass"
+    assert response.headers["x-cache"] == "miss"
     seconds = _decoded_seconds(response.content)
     assert 0.8 < seconds < 8
     assert abs(int(response.headers["x-audio-duration-ms"]) / 1000 - seconds) < 0.1
@@ -158,7 +158,7 @@ async def test_json_is_returned_when_the_client_asks_for_it(client: httpx.AsyncC
     assert payload["provider"] == "espeak"
     assert payload["language"] == "en"
     assert payload["language_detected"] is True
-    assert payload["cache"] == "bypass"
+    assert payload["cache"] == "miss"
     assert payload["segments"][0]["text"] == "We can meet at the property at ten."
     audio = base64.b64decode(payload["audio_base64"])
     samples, rate = sf.read(io.BytesIO(audio), dtype="int16")

@@ -231,7 +231,7 @@ async def test_the_first_chunk_arrives_before_the_body_ends(
             False,
         ),
         (Behavior(status=404), UpstreamRejectedError, False),
-        (Behavior(status=429), UpstreamRateLimitedError, False),
+        (Behavior(status=429), UpstreamRateLimitedError, True),
         (Behavior(status=500), UpstreamServerError, False),
         (Behavior(status=503), UpstreamServerError, False),
     ],

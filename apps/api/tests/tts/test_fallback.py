@@ -8,6 +8,7 @@ import pytest
 
 from app.audio import codecs
 from app.audio.formats import OutputFormat, spec_of
+from app.cache.keys import SegmentIdentity
 from app.tts.errors import SynthesisUnavailableError, UpstreamTimeoutError
 from app.tts.fallback import ProviderChain
 from app.tts.models import Language, Persona, Provider
@@ -158,6 +159,9 @@ class _BrokenProvider:
     @property
     def configured(self) -> bool:
         return True
+
+    def identity(self, request: ProviderRequest) -> SegmentIdentity:
+        return SegmentIdentity(request.text, "broken", "none", "none", (), "en", "pcm_16000")
 
     async def stream(
         self, request: ProviderRequest, usage: ProviderUsage

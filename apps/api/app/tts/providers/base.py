@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.audio.formats import FormatSpec
+from app.cache.keys import SegmentIdentity
 from app.tts.models import Language, Provider
 from app.tts.personas import Voice, VoiceProfile
 
@@ -38,6 +39,10 @@ class TTSProvider(Protocol):
     @property
     def configured(self) -> bool:
         """Whether the provider can be asked at all (an upstream needs its key)."""
+        ...
+
+    def identity(self, request: ProviderRequest) -> SegmentIdentity:
+        """Everything about the request that changes this provider's audio (the cache key)."""
         ...
 
     def stream(self, request: ProviderRequest, usage: ProviderUsage) -> AsyncGenerator[bytes, None]:

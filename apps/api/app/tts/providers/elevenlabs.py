@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from app.cache.keys import SegmentIdentity
 from app.tts.errors import (
     ProviderError,
     ProviderNotConfiguredError,
@@ -121,6 +122,17 @@ class ElevenLabsProvider:
     @property
     def configured(self) -> bool:
         return self._api_key is not None
+
+    def identity(self, request: ProviderRequest) -> SegmentIdentity:
+        return SegmentIdentity(
+            text=request.text,
+            provider=self.name.value,
+            voice_id=request.voice.voice_id,
+            model_id=request.profile.model_id,
+            settings=tuple(sorted(request.profile.settings.model_dump().items())),
+            language=request.language.value,
+            wire_format=request.wire.format.value,
+        )
 
     async def stream(
         self, request: ProviderRequest, usage: ProviderUsage

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.audio import codecs
+from app.cache.keys import SegmentIdentity
 from app.tts.errors import OfflineEngineError
 from app.tts.models import Language, Provider
 from app.tts.personas import OFFLINE_LANGUAGE_VOICES, OfflineVoice
@@ -195,6 +196,22 @@ class EspeakProvider:
     @property
     def configured(self) -> bool:
         return True
+
+    def identity(self, request: ProviderRequest) -> SegmentIdentity:
+        offline = request.profile.offline
+        return SegmentIdentity(
+            text=request.text,
+            provider=self.name.value,
+            voice_id=f"{OFFLINE_LANGUAGE_VOICES[request.language]}+{offline.variant}",
+            model_id="espeak-ng",
+            settings=(
+                ("pitch", offline.pitch),
+                ("pitch_range", offline.pitch_range),
+                ("rate_wpm", offline.rate_wpm),
+            ),
+            language=request.language.value,
+            wire_format=request.wire.format.value,
+        )
 
     async def stream(
         self, request: ProviderRequest, usage: ProviderUsage

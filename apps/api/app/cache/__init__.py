@@ -1,0 +1,1 @@
+"""The audio cache: deterministic keys, values with their metadata, TTL policy, single-flight."""

@@ -1,0 +1,375 @@
+"""The global upstream limit: a leased, FIFO-fair counting semaphore in Redis.
+
+Every process shares one set of slots (default 50). A slot is a member of a sorted set scored
+by its lease expiry (Redis server time); holders renew while they stream, so a crashed
+process's slots free themselves within one lease. Waiters queue by ticket, live traffic and
+bulk work in separate queues: bulk may never take the reserved slots and yields to waiting
+live calls. Waiters sleep until a release is announced (or a short recheck timer fires, for
+expired leases and lost messages) instead of polling. When Redis is unreachable each process
+falls back to its share of the slots and returns to the global limit by itself.
+"""
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.config import LimiterSettings
+from app.notifications import Notifier
+
+logger = logging.getLogger(__name__)
+
+HOLDERS = "sv:limiter:{upstream}:holders"
+LIVE_QUEUE = "sv:limiter:{upstream}:queue:live"
+BULK_QUEUE = "sv:limiter:{upstream}:queue:bulk"
+WAITING = "sv:limiter:{upstream}:waiting"
+TICKETS = "sv:limiter:{upstream}:tickets"
+COOLDOWN = "sv:limiter:{upstream}:cooldown"
+PROCESSES = "sv:limiter:{upstream}:processes"
+RELEASED = "sv:limiter:released"
+
+# KEYS: holders, own queue, live queue, waiting (member -> alive-until), tickets, cooldown
+# ARGV: member, limit, reserved for others (0 live, N bulk), lease ms, waiter alive ms, is_bulk
+# Returns {granted (1/0/-1 cooling down), holders after, free slots left or cooldown ms}
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+for _, m in ipairs(gone) do
+  redis.call('ZREM', KEYS[3], m)
+  redis.call('ZREM', KEYS[2], m)
+  redis.call('ZREM', KEYS[4], m)
+end
+local cooling = redis.call('PTTL', KEYS[6])
+if cooling > 0 then return {-1, redis.call('ZCARD', KEYS[1]), cooling} end
+local member = ARGV[1]
+if not redis.call('ZSCORE', KEYS[2], member) then
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), member)
+end
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), member)
+local held = redis.call('ZCARD', KEYS[1])
+local free = tonumber(ARGV[2]) - tonumber(ARGV[3]) - held
+if ARGV[6] == '1' then free = free - redis.call('ZCARD', KEYS[3]) end
+local rank = redis.call('ZRANK', KEYS[2], member)
+if free > 0 and rank < free then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), member)
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('ZREM', KEYS[4], member)
+  return {1, held + 1, free - 1}
+end
+return {0, held, 0}
+"""
+
+# KEYS: holders; ARGV: member, lease ms
+_RENEW = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+# KEYS: holders, own queue, waiting; ARGV: member, channel
+_RELEASE = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if removed == 1 then redis.call('PUBLISH', ARGV[2], '1') end
+return removed
+"""
+
+# KEYS: processes; ARGV: process id, alive ms
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class Priority(StrEnum):
+    LIVE = "live"
+    BULK = "bulk"
+
+
+class SlotUnavailableError(Exception):
+    """No slot within the time allowed, or upstream asked us to back off."""
+
+    def __init__(self, message: str, cooling_down: bool = False) -> None:
+        super().__init__(message)
+        self.cooling_down = cooling_down
+
+
+@dataclass
+class LimiterStats:
+    acquired: int = 0
+    timeouts: int = 0
+    refused_cooling_down: int = 0
+    local_fallbacks: int = 0
+    wait_s_total: float = 0.0
+    wait_s_max: float = 0.0
+
+
+class UpstreamLimiter:
+    def __init__(
+        self,
+        redis: Redis,
+        notifier: Notifier,
+        settings: LimiterSettings,
+        upstream: str = "elevenlabs",
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._keys = {
+            name: template.format(upstream=upstream)
+            for name, template in {
+                "holders": HOLDERS,
+                "live": LIVE_QUEUE,
+                "bulk": BULK_QUEUE,
+                "waiting": WAITING,
+                "tickets": TICKETS,
+                "cooldown": COOLDOWN,
+                "processes": PROCESSES,
+            }.items()
+        }
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._heartbeat = redis.register_script(_HEARTBEAT)
+        self._process_id = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._processes = 1
+        self._paused_until = 0.0
+        self._local = asyncio.Semaphore(settings.upstream_slots)
+        self._local_share = settings.upstream_slots
+        self._waiters: dict[Priority, deque[asyncio.Event]] = {p: deque() for p in Priority}
+        self._background: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self.stats = LimiterStats()
+        self.plan_limit: int | None = None
+        notifier.on(RELEASED, self._on_release)
+
+    @property
+    def limit(self) -> int:
+        return self._settings.upstream_slots
+
+    @property
+    def global_mode(self) -> bool:
+        return time.monotonic() >= self._paused_until
+
+    def start(self) -> None:
+        self._background = asyncio.create_task(self._keep_alive(), name="limiter-heartbeat")
+
+    async def stop(self) -> None:
+        # redis-py can swallow a cancellation (Python 3.11 timeouts); the event ends the loop.
+        self._stopped.set()
+        if self._background is not None:
+            self._background.cancel()
+            await asyncio.gather(self._background, return_exceptions=True)
+
+    @asynccontextmanager
+    async def slot(self, priority: Priority, deadline: float) -> AsyncIterator[None]:
+        """Hold one upstream slot until the block ends; `deadline` is a time.monotonic()."""
+        started = time.monotonic()
+        if self.global_mode:
+            member = f"{self._process_id}:{secrets.token_hex(6)}"
+            try:
+                acquired = await self._acquire_global(member, priority, deadline)
+            except (RedisError, OSError) as exc:
+                self._pause(exc)
+                acquired = False
+            if acquired:
+                self._note_wait(started)
+                renewer = asyncio.create_task(self._keep_renewed(member))
+                try:
+                    yield
+                finally:
+                    renewer.cancel()
+                    await asyncio.shield(self._give_back(member, priority, renewer))
+                return
+        async with self._local_slot(deadline):
+            self._note_wait(started)
+            yield
+
+    async def cool_down(self, seconds: float) -> None:
+        """Upstream said "retry after": every process holds off new calls for that long."""
+        if seconds <= 0 or not self.global_mode:
+            return
+        try:
+            await self._redis.set(self._keys["cooldown"], "1", px=max(1, int(seconds * 1000)))
+        except (RedisError, OSError) as exc:
+            self._pause(exc)
+
+    def observe_plan_limit(self, maximum: int | None) -> None:
+        """Upstream's maximum-concurrent-requests: say so when our limit is above it."""
+        if maximum is None or maximum == self.plan_limit:
+            return
+        self.plan_limit = maximum
+        if self.limit > maximum:
+            logger.warning(
+                "upstream plan allows %d concurrent requests but the limiter allows %d: "
+                "expect 429s; lower LIMITER__UPSTREAM_SLOTS",
+                maximum,
+                self.limit,
+            )
+
+    async def in_use(self) -> int | None:
+        """Slots held right now across every process (None when Redis cannot say)."""
+        try:
+            return int(await self._redis.zcard(self._keys["holders"]))
+        except (RedisError, OSError):
+            return None
+
+    async def _acquire_global(self, member: str, priority: Priority, deadline: float) -> bool:
+        queue = self._keys[priority.value]
+        reserved = self._settings.live_reserved_slots if priority == Priority.BULK else 0
+        lease_ms = int(self._settings.lease_s * 1000)
+        alive_ms = int(max(self._settings.recheck_s * 4, 1.0) * 1000)
+        wake = asyncio.Event()
+        local_queue = self._waiters[priority]
+        local_queue.append(wake)
+        try:
+            while True:
+                granted, _held, extra = await self._acquire(
+                    keys=[
+                        self._keys["holders"],
+                        queue,
+                        self._keys["live"],
+                        self._keys["waiting"],
+                        self._keys["tickets"],
+                        self._keys["cooldown"],
+                    ],
+                    args=[
+                        member,
+                        self.limit,
+                        reserved,
+                        lease_ms,
+                        alive_ms,
+                        "1" if priority == Priority.BULK else "0",
+                    ],
+                )
+                if granted == 1:
+                    self.stats.acquired += 1
+                    if extra > 0:
+                        self._wake_next(priority, after=wake)
+                    return True
+                if granted == -1:
+                    self.stats.refused_cooling_down += 1
+                    await self._leave_queue(member, queue)
+                    raise SlotUnavailableError("upstream asked us to back off", cooling_down=True)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.stats.timeouts += 1
+                    await self._leave_queue(member, queue)
+                    raise SlotUnavailableError("no upstream slot within the time budget")
+                wake.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), min(self._settings.recheck_s, remaining))
+        finally:
+            local_queue.remove(wake)
+
+    async def _leave_queue(self, member: str, queue: str) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(queue, member)
+                pipe.zrem(self._keys["waiting"], member)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass  # the waiting entry expires by itself
+
+    async def _give_back(
+        self, member: str, priority: Priority, renewer: asyncio.Task[None]
+    ) -> None:
+        await asyncio.gather(renewer, return_exceptions=True)
+        try:
+            await self._release(
+                keys=[self._keys["holders"], self._keys[priority.value], self._keys["waiting"]],
+                args=[member, RELEASED],
+            )
+        except (RedisError, OSError) as exc:
+            self._pause(exc)  # the lease runs out by itself
+
+    async def _keep_renewed(self, member: str) -> None:
+        lease_ms = int(self._settings.lease_s * 1000)
+        while True:
+            await asyncio.sleep(self._settings.lease_s / 3)
+            try:
+                if not await self._renew(keys=[self._keys["holders"]], args=[member, lease_ms]):
+                    logger.warning("upstream slot %s expired while in use", member)
+                    return
+            except (RedisError, OSError):
+                return
+
+    @asynccontextmanager
+    async def _local_slot(self, deadline: float) -> AsyncIterator[None]:
+        self.stats.local_fallbacks += 1
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self._local.acquire()
+        except TimeoutError as exc:
+            self.stats.timeouts += 1
+            raise SlotUnavailableError("no local upstream slot within the time budget") from exc
+        try:
+            yield
+        finally:
+            self._local.release()
+
+    def _pause(self, exc: Exception) -> None:
+        if self.global_mode:
+            logger.warning(
+                "limiter cannot reach Redis (%s): this process uses its share, %d of %d slots",
+                type(exc).__name__,
+                self._local_share,
+                self.limit,
+            )
+        self._paused_until = time.monotonic() + 1.0
+
+    def _note_wait(self, started: float) -> None:
+        waited = time.monotonic() - started
+        self.stats.wait_s_total += waited
+        self.stats.wait_s_max = max(self.stats.wait_s_max, waited)
+
+    def _on_release(self, _data: bytes) -> None:
+        # One release frees one slot: wake the longest-waiting live call here, else bulk.
+        if not self._wake_next(Priority.LIVE):
+            self._wake_next(Priority.BULK)
+
+    def _wake_next(self, priority: Priority, after: asyncio.Event | None = None) -> bool:
+        for event in self._waiters[priority]:
+            if event is not after and not event.is_set():
+                event.set()
+                return True
+        return False
+
+    async def _keep_alive(self) -> None:
+        """Count the processes sharing the slots, to know this one's share without Redis."""
+        while not self._stopped.is_set():
+            try:
+                self._processes = int(
+                    await self._heartbeat(
+                        keys=[self._keys["processes"]], args=[self._process_id, 10_000]
+                    )
+                )
+                self._resize_local_share(max(1, self.limit // max(1, self._processes)))
+            except (RedisError, OSError):
+                pass
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), 3.0)
+
+    def _resize_local_share(self, share: int) -> None:
+        if share == self._local_share:
+            return
+        # Only between uses: a semaphore with holders keeps its size until they are done.
+        if self._local._value == self._local_share:
+            self._local = asyncio.Semaphore(share)
+            self._local_share = share
