@@ -49,6 +49,8 @@ class RedisSettings(BaseModel):
     url: str = "redis://127.0.0.1:6379/0"
     cache_url: str | None = None
     socket_timeout_s: float = Field(default=1.0, gt=0)
+    # Connections per client and process; a request needs one only for each command.
+    max_connections: int = Field(default=200, ge=4)
 
     @property
     def effective_cache_url(self) -> str:

@@ -6,7 +6,10 @@ from fastapi import Depends
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from app.analytics.rollups import Rollups
+from app.cache.audio_cache import AudioCache
 from app.config import Settings
+from app.limits.upstream import UpstreamLimiter
 from app.tts.service import SynthesisService
 
 
@@ -22,6 +25,26 @@ async def get_synthesizer(conn: HTTPConnection) -> SynthesisService:
     return cast(SynthesisService, conn.state.synthesizer)
 
 
+async def get_cache_redis(conn: HTTPConnection) -> Redis:
+    return cast(Redis, conn.state.cache_redis)
+
+
+async def get_cache(conn: HTTPConnection) -> AudioCache:
+    return cast(AudioCache, conn.state.cache)
+
+
+async def get_limiter(conn: HTTPConnection) -> UpstreamLimiter:
+    return cast(UpstreamLimiter, conn.state.limiter)
+
+
+async def get_rollups(conn: HTTPConnection) -> Rollups:
+    return cast(Rollups, conn.state.rollups)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 SynthesizerDep = Annotated[SynthesisService, Depends(get_synthesizer)]
+CacheDep = Annotated[AudioCache, Depends(get_cache)]
+LimiterDep = Annotated[UpstreamLimiter, Depends(get_limiter)]
+RollupsDep = Annotated[Rollups, Depends(get_rollups)]
+CacheRedisDep = Annotated[Redis, Depends(get_cache_redis)]

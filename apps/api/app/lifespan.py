@@ -8,8 +8,9 @@ from typing import TypedDict
 
 import httpx
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
+from app.analytics.rollups import Rollups
 from app.cache.audio_cache import AudioCache
 from app.cache.single_flight import SingleFlight
 from app.config import Settings
@@ -32,16 +33,21 @@ class State(TypedDict):
     espeak: EspeakEngine
     cache: AudioCache
     limiter: UpstreamLimiter
+    rollups: Rollups
     synthesizer: SynthesisService
 
 
 def _redis_client(url: str, settings: Settings) -> Redis:
-    return Redis.from_url(
+    # A blocking pool: a burst waits briefly for a connection instead of failing outright.
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=settings.redis.max_connections,
+        timeout=settings.redis.socket_timeout_s,
         socket_timeout=settings.redis.socket_timeout_s,
         socket_connect_timeout=settings.redis.socket_timeout_s,
         health_check_interval=30,
     )
+    return Redis.from_pool(pool)
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -74,7 +80,8 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
         state_events = Notifier(redis) if cache_redis is not redis else cache_events
         cache = AudioCache(cache_redis, settings.cache)
         flights = SingleFlight(cache_redis, cache, cache_events, settings.cache.flight_wait_s)
-        limiter = UpstreamLimiter(redis, state_events, settings.limiter)
+        rollups = Rollups(redis)
+        limiter = UpstreamLimiter(redis, state_events, settings.limiter, rollups)
         espeak = shared_engine()
         detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), espeak.start())
         chain = ProviderChain(
@@ -100,9 +107,13 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 espeak=espeak,
                 cache=cache,
                 limiter=limiter,
-                synthesizer=SynthesisService(chain, detector, cache, flights, settings.synthesis),
+                rollups=rollups,
+                synthesizer=SynthesisService(
+                    chain, detector, cache, flights, rollups, settings.synthesis
+                ),
             )
         finally:
+            await rollups.flush()
             await limiter.stop()
             for notifier in notifiers:
                 await notifier.stop()

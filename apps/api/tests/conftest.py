@@ -8,11 +8,10 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from asgi_lifespan import LifespanManager
 
 from app.config import Settings
-from app.main import create_app
 from app.ops import local_redis
+from tests.asgi import app_client
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 
 SettingsFactory = Callable[..., Settings]
@@ -76,25 +75,17 @@ def upstream_settings(make_settings: SettingsFactory, elevenlabs: FakeElevenLabs
     )
 
 
-async def _client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
 @pytest.fixture
 async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
     """The app with no ElevenLabs key: the offline engine speaks."""
-    async for c in _client_for(make_settings()):
+    async with app_client(make_settings()) as c:
         yield c
 
 
 @pytest.fixture
 async def upstream_client(upstream_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app speaking through the fake ElevenLabs."""
-    async for c in _client_for(upstream_settings):
+    async with app_client(upstream_settings) as c:
         yield c
 
 

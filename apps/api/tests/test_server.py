@@ -1,57 +1,19 @@
 """The service as `make run` starts it: a real uvicorn process, spoken to over real HTTP."""
 
 import io
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import soundfile as sf
 
-from app.ops.local_redis import free_port
-
-API_DIR = Path(__file__).resolve().parents[1]
+from tests.processes import ApiProcess, api_env
 
 
 @pytest.fixture(scope="module")
 def server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        # Nested names win over the seed's: no developer .env key can leak into this test.
-        "ELEVENLABS__API_KEY": "",
-    }
-    # The same command as `make run`.
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, cwd=API_DIR, env=env, stdout=log, stderr=log)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            time.sleep(0.1)
-        else:
-            pytest.fail("the server did not become ready in 30 s")
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with ApiProcess(api_env(redis_url), tmp_path_factory.mktemp("server")) as process:
+        yield process.base_url
 
 
 @pytest.mark.integration

@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from app.api import profiles, synthesize
+from app.api import performance, profiles, synthesize
 
 api_router = APIRouter(prefix="/api/v1/voice")
 api_router.include_router(synthesize.router)
 api_router.include_router(profiles.router)
+api_router.include_router(performance.router)

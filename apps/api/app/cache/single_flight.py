@@ -93,13 +93,14 @@ class SingleFlight:
         try:
             computed = await compute()
         except BaseException as exc:
+            # Out of the table first: a woken follower must not find this failed flight again.
+            del self._local[key]
             gone = isinstance(exc, asyncio.CancelledError)
             future.set_exception(_LeaderGoneError() if gone else exc)
             future.exception()  # retrieved here; local followers get it from their await
             await asyncio.shield(self._notify(key, token, _FAILED))
             raise
-        finally:
-            del self._local[key]
+        del self._local[key]
         future.set_result(computed)
         stored = computed.cacheable and await self._cache.store(key, computed.entry)
         await self._announce(key, token, computed.entry, stored)

@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.analytics.rollups import Rollups, Sample
 from app.config import LimiterSettings
 from app.notifications import Notifier
 
@@ -39,7 +39,7 @@ RELEASED = "sv:limiter:released"
 
 # KEYS: holders, own queue, live queue, waiting (member -> alive-until), tickets, cooldown
 # ARGV: member, limit, reserved for others (0 live, N bulk), lease ms, waiter alive ms, is_bulk
-# Returns {granted (1/0/-1 cooling down), holders after, free slots left or cooldown ms}
+# Returns {granted (1/0/-1 cooling down), holders after, free slots left, ticket}
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -51,10 +51,12 @@ for _, m in ipairs(gone) do
   redis.call('ZREM', KEYS[4], m)
 end
 local cooling = redis.call('PTTL', KEYS[6])
-if cooling > 0 then return {-1, redis.call('ZCARD', KEYS[1]), cooling} end
+if cooling > 0 then return {-1, redis.call('ZCARD', KEYS[1]), 0, 0} end
 local member = ARGV[1]
-if not redis.call('ZSCORE', KEYS[2], member) then
-  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), member)
+local ticket = redis.call('ZSCORE', KEYS[2], member)
+if not ticket then
+  ticket = redis.call('INCR', KEYS[5])
+  redis.call('ZADD', KEYS[2], ticket, member)
 end
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), member)
 local held = redis.call('ZCARD', KEYS[1])
@@ -65,9 +67,9 @@ if free > 0 and rank < free then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), member)
   redis.call('ZREM', KEYS[2], member)
   redis.call('ZREM', KEYS[4], member)
-  return {1, held + 1, free - 1}
+  return {1, held + 1, free - 1, tonumber(ticket)}
 end
-return {0, held, 0}
+return {0, held, 0, tonumber(ticket)}
 """
 
 # KEYS: holders; ARGV: member, lease ms
@@ -127,9 +129,11 @@ class UpstreamLimiter:
         redis: Redis,
         notifier: Notifier,
         settings: LimiterSettings,
+        rollups: Rollups | None = None,
         upstream: str = "elevenlabs",
     ) -> None:
         self._redis = redis
+        self._rollups = rollups
         self._settings = settings
         self._keys = {
             name: template.format(upstream=upstream)
@@ -152,7 +156,8 @@ class UpstreamLimiter:
         self._paused_until = 0.0
         self._local = asyncio.Semaphore(settings.upstream_slots)
         self._local_share = settings.upstream_slots
-        self._waiters: dict[Priority, deque[asyncio.Event]] = {p: deque() for p in Priority}
+        # Local waiters by priority, each with its queue ticket (0 until it has one).
+        self._waiters: dict[Priority, dict[asyncio.Event, int]] = {p: {} for p in Priority}
         self._background: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.stats = LimiterStats()
@@ -237,10 +242,10 @@ class UpstreamLimiter:
         alive_ms = int(max(self._settings.recheck_s * 4, 1.0) * 1000)
         wake = asyncio.Event()
         local_queue = self._waiters[priority]
-        local_queue.append(wake)
+        local_queue[wake] = 0
         try:
             while True:
-                granted, _held, extra = await self._acquire(
+                granted, held, extra, ticket = await self._acquire(
                     keys=[
                         self._keys["holders"],
                         queue,
@@ -258,25 +263,29 @@ class UpstreamLimiter:
                         "1" if priority == Priority.BULK else "0",
                     ],
                 )
+                local_queue[wake] = ticket
                 if granted == 1:
                     self.stats.acquired += 1
+                    self._record(Sample().peak("peak_slots_in_use", held))
                     if extra > 0:
                         self._wake_next(priority, after=wake)
                     return True
                 if granted == -1:
                     self.stats.refused_cooling_down += 1
+                    self._record(Sample().count("slot_cooldown_refusals"))
                     await self._leave_queue(member, queue)
                     raise SlotUnavailableError("upstream asked us to back off", cooling_down=True)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.stats.timeouts += 1
+                    self._record(Sample().count("slot_timeouts"))
                     await self._leave_queue(member, queue)
                     raise SlotUnavailableError("no upstream slot within the time budget")
                 wake.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), min(self._settings.recheck_s, remaining))
         finally:
-            local_queue.remove(wake)
+            del local_queue[wake]
 
     async def _leave_queue(self, member: str, queue: str) -> None:
         try:
@@ -313,6 +322,7 @@ class UpstreamLimiter:
     @asynccontextmanager
     async def _local_slot(self, deadline: float) -> AsyncIterator[None]:
         self.stats.local_fallbacks += 1
+        self._record(Sample().count("slot_local"))
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 await self._local.acquire()
@@ -338,6 +348,11 @@ class UpstreamLimiter:
         waited = time.monotonic() - started
         self.stats.wait_s_total += waited
         self.stats.wait_s_max = max(self.stats.wait_s_max, waited)
+        self._record(Sample().count("slot_acquired").observe("slot_wait", waited))
+
+    def _record(self, sample: Sample) -> None:
+        if self._rollups is not None:
+            self._rollups.record(sample)
 
     def _on_release(self, _data: bytes) -> None:
         # One release frees one slot: wake the longest-waiting live call here, else bulk.
@@ -345,11 +360,16 @@ class UpstreamLimiter:
             self._wake_next(Priority.BULK)
 
     def _wake_next(self, priority: Priority, after: asyncio.Event | None = None) -> bool:
-        for event in self._waiters[priority]:
-            if event is not after and not event.is_set():
-                event.set()
-                return True
-        return False
+        """Wake this process's earliest-queued waiter (lowest ticket) that is asleep."""
+        asleep = [
+            (ticket or float("inf"), id(event), event)
+            for event, ticket in self._waiters[priority].items()
+            if event is not after and not event.is_set()
+        ]
+        if not asleep:
+            return False
+        min(asleep)[2].set()
+        return True
 
     async def _keep_alive(self) -> None:
         """Count the processes sharing the slots, to know this one's share without Redis."""

@@ -23,7 +23,8 @@ class RequestIdMiddleware:
             return
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _ACCEPTABLE_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        # A copy per request: some servers hand every request the same state mapping.
+        scope["state"] = {**scope.get("state", {}), "request_id": request_id}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

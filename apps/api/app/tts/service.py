@@ -10,6 +10,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app.analytics.rollups import Rollups, Sample
 from app.audio import codecs, container, quality
 from app.audio.formats import FormatSpec, spec_of
 from app.cache.audio_cache import AudioCache
@@ -122,12 +123,14 @@ class SynthesisService:
         detector: LanguageDetector,
         cache: AudioCache,
         flights: SingleFlight,
+        rollups: Rollups,
         settings: SynthesisSettings,
     ) -> None:
         self._chain = chain
         self._detector = detector
         self._cache = cache
         self._flights = flights
+        self._rollups = rollups
         self._settings = settings
 
     def plan(
@@ -172,7 +175,27 @@ class SynthesisService:
         )
 
     async def synthesize(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
-        """Each segment's audio, in order, synthesized up to `segment_concurrency` at a time."""
+        """Each segment's audio, in order, synthesized up to `segment_concurrency` at a time.
+
+        One analytics sample per request is recorded when the last segment is out (or when
+        the request fails or its client leaves).
+        """
+        started = asyncio.get_running_loop().time()
+        delivered: list[SegmentResult] = []
+        outcome = "error"
+        try:
+            async for result in self._segments(plan):
+                delivered.append(result)
+                yield result
+            outcome = "ok"
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "abandoned"
+            raise
+        finally:
+            elapsed = asyncio.get_running_loop().time() - started
+            self._rollups.record(_sample(plan, delivered, outcome, elapsed))
+
+    async def _segments(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
         found = None
         if plan.request.cache:
             found = await self._cache.lookup(list(plan.keys), plan.wire.format.value)
@@ -257,6 +280,27 @@ def _from_entry(
         first_audio_s=first_audio_s,
         failed_attempts=tuple(meta.failed_attempts) if paid else (),
     )
+
+
+def _sample(
+    plan: SynthesisPlan, results: list[SegmentResult], outcome: str, elapsed_s: float
+) -> Sample:
+    sample = Sample().count("requests").count(f"outcome_{outcome}").observe("latency", elapsed_s)
+    if outcome != "ok":
+        return sample
+    cache = overall_cache_outcome([r.cache for r in results])
+    sample.count(f"cache_{cache.value}")
+    sample.count("segments", len(results))
+    sample.count("segment_hits", sum(r.cache == CacheOutcome.HIT for r in results))
+    sample.count("chars_billed", sum(r.characters_billed for r in results))
+    sample.count("chars_saved", sum(r.characters_saved for r in results))
+    sample.count("quality_sum", sum(r.quality for r in results))
+    sample.count("fallback", any(r.failed_attempts for r in results))
+    for provider in dict.fromkeys(r.provider for r in results):
+        sample.count(f"provider_{provider.value}")
+    if results:
+        sample.observe("first_audio", results[0].first_audio_s)
+    return sample
 
 
 def _measure(audio: bytes, text: str, wire: FormatSpec) -> tuple[int, float]:

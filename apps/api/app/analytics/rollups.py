@@ -1,0 +1,133 @@
+"""Per-minute rollups in the state Redis, shared by every process, read over rolling windows.
+
+Each request adds counters and latency-histogram buckets to the hash of its minute in one
+script call; reading a window sums the minutes it covers. Percentiles come from the buckets
+(interpolated inside the bucket, as Prometheus' histogram_quantile does). Recording never
+delays a caller: it runs in the background and is dropped when Redis is away.
+"""
+
+import asyncio
+import bisect
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "sv:perf:"
+RETENTION_S = 25 * 3600
+# Upper bounds in milliseconds; the last bucket is everything above.
+BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+WINDOWS = {"5m": 5, "1h": 60, "24h": 24 * 60}
+
+# KEYS[1]: the minute's hash. ARGV: ttl, n_add, (field, amount)*, (field, value)* for maxima.
+_RECORD = """
+local n = tonumber(ARGV[2])
+for i = 0, n - 1 do
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[3 + 2 * i], ARGV[4 + 2 * i])
+end
+for i = 3 + 2 * n, #ARGV, 2 do
+  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > current then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def bucket_field(metric: str, seconds: float) -> str:
+    index = bisect.bisect_left(BUCKETS_MS, seconds * 1000)
+    return f"{metric}_b{index}"
+
+
+@dataclass
+class Sample:
+    """What one event adds to its minute."""
+
+    add: dict[str, float] = field(default_factory=dict)
+    maxima: dict[str, float] = field(default_factory=dict)
+
+    def count(self, name: str, amount: float = 1) -> "Sample":
+        self.add[name] = self.add.get(name, 0) + amount
+        return self
+
+    def observe(self, metric: str, seconds: float) -> "Sample":
+        self.count(bucket_field(metric, seconds))
+        return self.count(f"{metric}_sum_s", seconds)
+
+    def peak(self, name: str, value: float) -> "Sample":
+        self.maxima[name] = max(value, self.maxima.get(name, value))
+        return self
+
+
+class Rollups:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._record = redis.register_script(_RECORD)
+        self._pending: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    def record(self, sample: Sample) -> None:
+        """Add `sample` to the current minute, in the background."""
+        task = asyncio.create_task(self._write(sample, int(time.time() // 60)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def flush(self) -> None:
+        """Wait for the writes under way (shutdown, tests)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _write(self, sample: Sample, minute: int) -> None:
+        args: list[str | float | int] = [RETENTION_S, len(sample.add)]
+        for name, amount in sample.add.items():
+            args += [name, amount]
+        for name, value in sample.maxima.items():
+            args += [name, value]
+        try:
+            await self._record(keys=[f"{PREFIX}{minute}"], args=args)
+        except (RedisError, OSError):
+            self.dropped += 1
+
+    async def window(self, minutes: int, now: float | None = None) -> dict[str, float]:
+        """Counters summed (maxima: the largest) over the last `minutes` minutes."""
+        current = int((now or time.time()) // 60)
+        keys = [f"{PREFIX}{m}" for m in range(current - minutes + 1, current + 1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            hashes: list[Mapping[bytes, bytes]] = await pipe.execute()
+        return merge(hashes)
+
+
+def merge(hashes: Iterable[Mapping[bytes, bytes]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for minute in hashes:
+        for raw_name, raw_value in minute.items():
+            name, value = raw_name.decode(), float(raw_value)
+            if name.startswith("peak_"):
+                totals[name] = max(totals.get(name, 0.0), value)
+            else:
+                totals[name] = totals.get(name, 0.0) + value
+    return totals
+
+
+def percentile(totals: Mapping[str, float], metric: str, q: float) -> float | None:
+    """The q-quantile (0–1) of `metric` in seconds, from its buckets; None when empty."""
+    counts = [totals.get(f"{metric}_b{i}", 0.0) for i in range(len(BUCKETS_MS) + 1)]
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0.0
+    for index, count in enumerate(counts):
+        if count and seen + count >= rank:
+            lower = BUCKETS_MS[index - 1] if index > 0 else 0
+            upper = BUCKETS_MS[index] if index < len(BUCKETS_MS) else BUCKETS_MS[-1] * 2
+            return (lower + (upper - lower) * (rank - seen) / count) / 1000
+        seen += count
+    return BUCKETS_MS[-1] / 1000
