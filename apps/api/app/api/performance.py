@@ -21,6 +21,7 @@ class Latency(BaseModel):
 
 class CacheFigures(BaseModel):
     hit_rate: float | None = Field(description="Segments answered from cache / all segments")
+    bytes_served: int
     requests_hit: int
     requests_partial: int
     requests_miss: int
@@ -60,8 +61,18 @@ class LimiterNow(BaseModel):
     )
 
 
+class CacheNow(BaseModel):
+    available: bool
+    used_memory_bytes: int | None
+    maxmemory_bytes: int | None
+    maxmemory_policy: str | None
+    evicted_keys: int | None = Field(description="Evictions the cache Redis has made")
+    corrupt_values_seen: int = Field(description="Unusable values met by this process")
+    promotions: int = Field(description="Segments this process promoted to the long TTL")
+
+
 class Health(BaseModel):
-    cache_available: bool
+    cache: CacheNow
     limiter: LimiterNow
 
 
@@ -83,6 +94,10 @@ def _latency(totals: dict[str, float], metric: str) -> Latency:
     )
 
 
+def _int_or_none(value: int | str | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -97,6 +112,7 @@ def _window(t: dict[str, float]) -> WindowFigures:
         first_audio=_latency(t, "first_audio"),
         cache=CacheFigures(
             hit_rate=_ratio(t.get("segment_hits", 0.0), segments),
+            bytes_served=int(t.get("cache_bytes_served", 0)),
             requests_hit=int(t.get("cache_hit", 0)),
             requests_partial=int(t.get("cache_partial", 0)),
             requests_miss=int(t.get("cache_miss", 0)),
@@ -134,11 +150,20 @@ async def get_performance(rollups: RollupsDep, limiter: LimiterDep, cache: Cache
             "The figures live in Redis, which cannot be reached right now.",
             headers={"Retry-After": "5"},
         ) from exc
+    memory = await cache.memory() or {}
     return Performance(
         generated_at=time.time(),
         windows=windows,
         now=Health(
-            cache_available=cache.available,
+            cache=CacheNow(
+                available=cache.available,
+                used_memory_bytes=_int_or_none(memory.get("used_memory_bytes")),
+                maxmemory_bytes=_int_or_none(memory.get("maxmemory_bytes")),
+                maxmemory_policy=str(memory["maxmemory_policy"]) if memory else None,
+                evicted_keys=_int_or_none(memory.get("evicted_keys")),
+                corrupt_values_seen=cache.corrupt_seen,
+                promotions=cache.promotions,
+            ),
             limiter=LimiterNow(
                 slots=limiter.limit,
                 in_use=await limiter.in_use(),

@@ -105,6 +105,20 @@ class AudioCache:
             return False
         return True
 
+    async def memory(self) -> dict[str, int | str] | None:
+        """The cache server's memory figures and evictions, as Redis reports them."""
+        try:
+            memory = await self._redis.info("memory")
+            stats = await self._redis.info("stats")
+        except (RedisError, OSError):
+            return None
+        return {
+            "used_memory_bytes": int(memory.get("used_memory", 0)),
+            "maxmemory_bytes": int(memory.get("maxmemory", 0)),
+            "maxmemory_policy": str(memory.get("maxmemory_policy", "")),
+            "evicted_keys": int(stats.get("evicted_keys", 0)),
+        }
+
     async def note_hits(self, keys: list[str]) -> None:
         """Count hits; segments hit `promote_after_hits` times get the catalog TTL."""
         if not keys or not self.available:

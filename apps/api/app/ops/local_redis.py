@@ -142,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             print(redis_server_binary())
             return 0
         if args.url:
-            url = args.url
+            urls = [args.url]
         else:
             from app.config import get_settings
 
-            url = get_settings().redis.url
-        print(ensure(url))
+            redis = get_settings().redis
+            urls = list(dict.fromkeys([redis.url, redis.effective_cache_url]))
+        for url in urls:
+            print(ensure(url))
     except (LocalRedisError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -292,6 +292,8 @@ def _sample(
     sample.count(f"cache_{cache.value}")
     sample.count("segments", len(results))
     sample.count("segment_hits", sum(r.cache == CacheOutcome.HIT for r in results))
+    served = sum(len(r.audio) for r in results if r.cache == CacheOutcome.HIT)
+    sample.count("cache_bytes_served", served)
     sample.count("chars_billed", sum(r.characters_billed for r in results))
     sample.count("chars_saved", sum(r.characters_saved for r in results))
     sample.count("quality_sum", sum(r.quality for r in results))

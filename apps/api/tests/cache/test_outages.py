@@ -126,6 +126,9 @@ async def test_performance_shows_cache_billing_latency_and_limiter_use(
     assert five["latency"]["p99_ms"] >= five["latency"]["p50_ms"]
     assert five["limiter"]["acquisitions"] == 2
     assert five["limiter"]["peak_in_use"] >= 1
+    assert five["cache"]["bytes_served"] > 0
+    assert body["now"]["cache"]["available"] is True
+    assert body["now"]["cache"]["evicted_keys"] == 0
     assert body["now"]["limiter"]["slots"] == 50
     assert body["now"]["limiter"]["in_use"] == 0
     assert body["now"]["limiter"]["upstream_plan_limit"] == 10
