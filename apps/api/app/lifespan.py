@@ -9,6 +9,9 @@ from typing import TypedDict
 import httpx
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.analytics.rollups import Rollups
 from app.cache.audio_cache import AudioCache
@@ -39,6 +42,8 @@ class State(TypedDict):
 
 def _redis_client(url: str, settings: Settings) -> Redis:
     # A blocking pool: a burst waits briefly for a connection instead of failing outright.
+    # One retry on a broken connection: after Redis restarts, pooled connections are stale
+    # and each would otherwise fail one command (and pause the cache) before reconnecting.
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=settings.redis.max_connections,
@@ -46,6 +51,8 @@ def _redis_client(url: str, settings: Settings) -> Redis:
         socket_timeout=settings.redis.socket_timeout_s,
         socket_connect_timeout=settings.redis.socket_timeout_s,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
     )
     return Redis.from_pool(pool)
 

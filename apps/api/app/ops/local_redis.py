@@ -78,11 +78,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_private(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A throwaway redis-server on a free loopback port, in the foreground of a child process."""
+def start_private(
+    data_dir: Path, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A throwaway redis-server on loopback (a free port unless given), as a child process.
+
+    Giving the port of one that was killed brings "the same server" back, for outage tests.
+    """
     binary = redis_server_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary,

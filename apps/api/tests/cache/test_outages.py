@@ -1,7 +1,6 @@
 """Faults around the cache and the limiter: Redis dying mid-request, upstream 429 Retry-After."""
 
 import asyncio
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,12 +28,7 @@ class DisposableRedis:
         self.process.wait(timeout=10)
 
     def restart(self) -> None:
-        self.process = subprocess.Popen(
-            [local_redis.redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "no", "--dir", str(self._dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        local_redis.wait_until_answering("127.0.0.1", self.port)
+        self.process, _ = local_redis.start_private(self._dir, self.port)
 
 
 @pytest.fixture
