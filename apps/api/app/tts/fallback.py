@@ -3,8 +3,8 @@
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
 from app.audio.formats import FormatSpec
@@ -36,7 +36,6 @@ class SpokenSegment:
     provider: Provider
     voice_id: str | None
     ttfb_s: float
-    elapsed_s: float
     usage: ProviderUsage
     failed_attempts: tuple[str, ...] = field(default=())
 
@@ -98,44 +97,89 @@ class ProviderChain:
         wire: FormatSpec,
         priority: Priority = Priority.LIVE,
     ) -> SpokenSegment:
-        """The whole segment from the first provider that delivers all of it."""
-        started = time.monotonic()
-        deadline = started + self._budget_s
+        """The whole segment from the first provider that delivers all of it.
+
+        Nothing has reached the caller yet, so a stream that breaks after its first bytes is
+        replaced whole by the next provider.
+        """
+        deadline = time.monotonic() + self._budget_s
         failures: list[str] = []
         skip: set[Provider] = set()
         for attempt in self._attempts(profile, language):
-            if attempt.provider.name in skip:
-                continue
-            if attempt.budgeted and time.monotonic() >= deadline:
-                failures.append(UpstreamTimeoutError.code)
+            if not self._still_worth_trying(attempt, skip, deadline, failures):
                 continue
             request = _request(segment, profile, language, attempt.voice, wire)
             try:
-                async with self._slot(attempt, priority, deadline):
-                    spoken = await self._collect(
-                        attempt, request, segment, deadline if attempt.budgeted else None, failures
-                    )
-                if self._limiter is not None and attempt.budgeted:
-                    self._limiter.observe_plan_limit(spoken.usage.max_concurrent_requests)
-                return spoken
+                async with self._open_attempt(attempt, request, priority, deadline) as opened:
+                    chunks = [opened.first] + [chunk async for chunk in opened.rest]
+                return opened.spoken(segment, b"".join(chunks), tuple(failures))
             except ProviderError as exc:
-                logger.warning(
-                    "segment %d: %s voice %s failed: %s",
-                    segment.index,
-                    attempt.provider.name,
-                    attempt.voice.voice_id,
-                    exc.message,
-                )
-                failures.append(exc.code)
-                if exc.account_wide:
-                    skip.add(attempt.provider.name)
-                if isinstance(exc, UpstreamRateLimitedError) and self._limiter is not None:
-                    await self._limiter.cool_down(exc.retry_after_s or 0.0)
-        raise SynthesisUnavailableError(
-            "No provider could speak this text right now.",
-            details={"failed_attempts": failures},
-            headers={"Retry-After": "1"},
+                await self._note_failure(segment, attempt, exc, failures, skip)
+        raise _unavailable(failures)
+
+    @asynccontextmanager
+    async def open(
+        self,
+        segment: Segment,
+        profile: VoiceProfile,
+        language: Language,
+        wire: FormatSpec,
+        priority: Priority = Priority.LIVE,
+    ) -> AsyncIterator["OpenedSegment"]:
+        """The first provider that starts speaking, with its first chunk, for streaming.
+
+        Once the first chunk is out the segment stays with that provider: a failure later in
+        the stream surfaces from `rest` as a ProviderError and the segment is cut there.
+        """
+        deadline = time.monotonic() + self._budget_s
+        failures: list[str] = []
+        skip: set[Provider] = set()
+        async with AsyncExitStack() as stack:
+            for attempt in self._attempts(profile, language):
+                if not self._still_worth_trying(attempt, skip, deadline, failures):
+                    continue
+                request = _request(segment, profile, language, attempt.voice, wire)
+                try:
+                    opened = await stack.enter_async_context(
+                        self._open_attempt(attempt, request, priority, deadline)
+                    )
+                except ProviderError as exc:
+                    await self._note_failure(segment, attempt, exc, failures, skip)
+                    continue
+                yield OpenedSegment(attempt=opened, failed_attempts=tuple(failures))
+                return
+        raise _unavailable(failures)
+
+    def _still_worth_trying(
+        self, attempt: _Attempt, skip: set[Provider], deadline: float, failures: list[str]
+    ) -> bool:
+        if attempt.provider.name in skip:
+            return False
+        if attempt.budgeted and time.monotonic() >= deadline:
+            failures.append(UpstreamTimeoutError.code)
+            return False
+        return True
+
+    async def _note_failure(
+        self,
+        segment: Segment,
+        attempt: _Attempt,
+        exc: ProviderError,
+        failures: list[str],
+        skip: set[Provider],
+    ) -> None:
+        logger.warning(
+            "segment %d: %s voice %s failed: %s",
+            segment.index,
+            attempt.provider.name,
+            attempt.voice.voice_id,
+            exc.message,
         )
+        failures.append(exc.code)
+        if exc.account_wide:
+            skip.add(attempt.provider.name)
+        if isinstance(exc, UpstreamRateLimitedError) and self._limiter is not None:
+            await self._limiter.cool_down(exc.retry_after_s or 0.0)
 
     @asynccontextmanager
     async def _slot(
@@ -150,41 +194,94 @@ class ProviderChain:
         except SlotUnavailableError as exc:
             raise UpstreamBusyError(attempt.provider.name, str(exc)) from exc
 
-    async def _collect(
-        self,
-        attempt: _Attempt,
-        request: ProviderRequest,
-        segment: Segment,
-        deadline: float | None,
-        failures: list[str],
-    ) -> SpokenSegment:
-        started = time.monotonic()
-        usage = ProviderUsage()
-        async with aclosing(attempt.provider.stream(request, usage)) as stream:
-            try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
-                    first = await anext(stream, b"")
-            except TimeoutError as exc:
-                raise UpstreamTimeoutError(
-                    attempt.provider.name, "no audio within the response time budget"
-                ) from exc
-            if not first:
-                raise UpstreamProtocolError(attempt.provider.name, "the stream held no audio")
-            ttfb_s = time.monotonic() - started
-            chunks = [first]
-            async for chunk in stream:
-                chunks.append(chunk)
+    @asynccontextmanager
+    async def _open_attempt(
+        self, attempt: _Attempt, request: ProviderRequest, priority: Priority, deadline: float
+    ) -> AsyncIterator["_OpenAttempt"]:
+        """One provider's stream, opened until its first chunk (within the budget)."""
+        async with self._slot(attempt, priority, deadline):
+            started = time.monotonic()
+            usage = ProviderUsage()
+            async with aclosing(attempt.provider.stream(request, usage)) as stream:
+                try:
+                    budget = _loop_time(deadline) if attempt.budgeted else None
+                    async with asyncio.timeout_at(budget):
+                        first = await anext(stream, b"")
+                except TimeoutError as exc:
+                    raise UpstreamTimeoutError(
+                        attempt.provider.name, "no audio within the response time budget"
+                    ) from exc
+                if not first:
+                    raise UpstreamProtocolError(attempt.provider.name, "the stream held no audio")
+                opened = _OpenAttempt(attempt, first, stream, usage, time.monotonic() - started)
+                yield opened
+            if self._limiter is not None and attempt.budgeted:
+                self._limiter.observe_plan_limit(usage.max_concurrent_requests)
+
+
+@dataclass(slots=True)
+class _OpenAttempt:
+    attempt: _Attempt
+    first: bytes
+    rest: AsyncGenerator[bytes, None]
+    usage: ProviderUsage
+    ttfb_s: float
+
+    def spoken(self, segment: Segment, audio: bytes, failures: tuple[str, ...]) -> SpokenSegment:
         return SpokenSegment(
             index=segment.index,
             text=segment.text,
-            audio=b"".join(chunks),
-            provider=attempt.provider.name,
-            voice_id=attempt.voice.voice_id if attempt.budgeted else None,
-            ttfb_s=ttfb_s,
-            elapsed_s=time.monotonic() - started,
-            usage=usage,
-            failed_attempts=tuple(failures),
+            audio=audio,
+            provider=self.attempt.provider.name,
+            voice_id=self.attempt.voice.voice_id if self.attempt.budgeted else None,
+            ttfb_s=self.ttfb_s,
+            usage=self.usage,
+            failed_attempts=failures,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSegment:
+    """A segment's stream under way: its provider is settled, its first chunk is in."""
+
+    attempt: _OpenAttempt
+    failed_attempts: tuple[str, ...]
+
+    @property
+    def provider(self) -> Provider:
+        return self.attempt.attempt.provider.name
+
+    @property
+    def voice_id(self) -> str | None:
+        return self.attempt.attempt.voice.voice_id if self.attempt.attempt.budgeted else None
+
+    @property
+    def first(self) -> bytes:
+        return self.attempt.first
+
+    @property
+    def rest(self) -> AsyncGenerator[bytes, None]:
+        return self.attempt.rest
+
+    @property
+    def usage(self) -> ProviderUsage:
+        return self.attempt.usage
+
+    @property
+    def ttfb_s(self) -> float:
+        return self.attempt.ttfb_s
+
+    @property
+    def by_primary(self) -> bool:
+        return not self.failed_attempts
+
+
+def _unavailable(failures: list[str]) -> SynthesisUnavailableError:
+    return SynthesisUnavailableError(
+        "No provider could speak this text right now.",
+        details={"failed_attempts": failures},
+        headers={"Retry-After": "1"},
+    )
 
 
 def _request(
