@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.api import performance, profiles, synthesize
+from app.api import performance, profiles, streaming, synthesize
 
 api_router = APIRouter(prefix="/api/v1/voice")
 api_router.include_router(synthesize.router)
 api_router.include_router(profiles.router)
 api_router.include_router(performance.router)
+api_router.include_router(streaming.router)

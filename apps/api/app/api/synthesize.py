@@ -68,7 +68,7 @@ def _headers(result: SynthesisResult, timings: dict[str, float]) -> dict[str, st
     }
 
 
-_AUDIO_CONTENT: dict[str, Any] = {
+AUDIO_CONTENT: dict[str, Any] = {
     media: {"schema": {"type": "string", "format": "binary"}}
     for media in sorted({spec.media_type for spec in FORMATS.values()})
 }
@@ -85,7 +85,7 @@ _AUDIO_CONTENT: dict[str, Any] = {
             "description": "The audio, in the requested `output_format`; with "
             "`Accept: application/json`, the same as JSON with `audio_base64`.",
             "model": SynthesisJSON,
-            "content": _AUDIO_CONTENT,
+            "content": AUDIO_CONTENT,
         },
         **ERROR_RESPONSES,
     },

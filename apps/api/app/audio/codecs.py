@@ -49,7 +49,8 @@ class StreamEncoder:
         self._spec = spec
         self._mp3: sf.SoundFile | None = None
         self._buffer = io.BytesIO()
-        self._handed_out = 0  # end of the last complete frame already returned
+        self._handed_out = 0  # bytes of the buffer already given to the frame cutter
+        self._frames = mp3.FrameCutter()
 
     def encode(self, pcm: Int16Array) -> bytes:
         if self._spec.encoding == "pcm":
@@ -84,18 +85,14 @@ class StreamEncoder:
         return self._complete_frames()
 
     def _complete_frames(self) -> bytes:
+        # LAME appends to the buffer; only what was added since the last call is new.
         view = self._buffer.getbuffer()
         try:
-            frames = list(mp3.iter_frames(view, self._handed_out))
-            if not frames:
-                return b""
-            start = frames[0].offset
-            end = frames[-1].offset + frames[-1].length
-            chunk = bytes(view[start:end])
+            fresh = bytes(view[self._handed_out :])
         finally:
             view.release()
-        self._handed_out = end
-        return chunk
+        self._handed_out += len(fresh)
+        return self._frames.feed(fresh)
 
 
 def decode(data: bytes, spec: FormatSpec) -> Int16Array:

@@ -69,13 +69,16 @@ def _is_info_frame(data: bytes | memoryview, frame: Frame) -> bool:
     return b"Xing" in body or b"Info" in body or b"VBRI" in body
 
 
-def iter_frames(data: bytes | memoryview, start: int = 0) -> Iterator[Frame]:
+def iter_frames(
+    data: bytes | memoryview, start: int = 0, *, stream_start: bool | None = None
+) -> Iterator[Frame]:
     """Complete audio frames in order, skipping tags, info frames and garbage between frames.
 
-    `start` > 0 continues a stream at a frame boundary, where no tag or info frame can be.
+    Parsing at `start` > 0 (or with `stream_start=False`) continues a stream at a frame
+    boundary, where no tag or info frame can be.
     """
-    offset = _skip_id3v2(data, 0) if start == 0 else start
-    first = start == 0
+    first = start == 0 if stream_start is None else stream_start
+    offset = _skip_id3v2(data, start) if first else start
     while offset + 4 <= len(data):
         frame = _parse_header(data, offset)
         if frame is None or offset + frame.length > len(data):
@@ -100,3 +103,34 @@ def duration_ms(data: bytes) -> int:
     for frame in iter_frames(memoryview(data)):
         total += frame.samples / frame.sample_rate
     return round(total * 1000)
+
+
+class FrameCutter:
+    """Cuts an MP3 byte stream that arrives in arbitrary pieces into whole audio frames.
+
+    A frame split across two pieces waits for the rest; the stream's leading tag and info
+    frame are dropped, as in `audio_frames`.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._started = False
+
+    def feed(self, data: bytes) -> bytes:
+        """The whole frames completed by `data` (possibly none yet)."""
+        self._buffer += data
+        view = memoryview(self._buffer)
+        try:
+            frames = list(iter_frames(view, stream_start=not self._started))
+        finally:
+            view.release()
+        return self._take(frames)
+
+    def _take(self, frames: list[Frame]) -> bytes:
+        if not frames:
+            return b""
+        start, end = frames[0].offset, frames[-1].offset + frames[-1].length
+        chunk = bytes(self._buffer[start:end])
+        del self._buffer[:end]
+        self._started = True
+        return chunk

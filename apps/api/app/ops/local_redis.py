@@ -78,9 +78,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_private(
-    data_dir: Path, port: int | None = None
-) -> tuple[subprocess.Popen[bytes], int]:
+def start_private(data_dir: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """A throwaway redis-server on loopback (a free port unless given), as a child process.
 
     Giving the port of one that was killed brings "the same server" back, for outage tests.

@@ -20,11 +20,45 @@ from app.cache.single_flight import Computed, SingleFlight
 from app.config import SynthesisSettings
 from app.limits.upstream import Priority
 from app.ordered import in_order
+from app.tts.errors import ProviderError
 from app.tts.fallback import ProviderChain
 from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Provider, SynthesizeRequest
 from app.tts.personas import VoiceProfile, profile_for
 from app.tts.segmenting import Segment, segment, spoken_length
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentStarted:
+    """A segment's first audio is ready: who speaks it and how it was found."""
+
+    index: int
+    text: str
+    provider: Provider
+    cache: "CacheOutcome"
+    first_audio_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    index: int
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEnded:
+    result: "SegmentResult"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCut:
+    """The provider failed after the segment's first audio: the rest of it is lost."""
+
+    index: int
+    error: ProviderError
+
+
+StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
 
 
 class CacheOutcome(StrEnum):
@@ -209,6 +243,116 @@ class SynthesisService:
         async with aclosing(in_order(jobs, self._settings.segment_concurrency)) as results:
             async for result in results:
                 yield result
+
+    async def stream(self, plan: SynthesisPlan) -> AsyncGenerator[StreamEvent, None]:
+        """Audio as it is produced: the first segment's bytes are passed on as they arrive.
+
+        Later segments are synthesized meanwhile (up to `segment_concurrency` at a time) and
+        follow in order. A segment stays with the provider that started it; if that provider
+        breaks off, a SegmentCut says so and the next segment goes on. Streamed misses skip
+        single-flight (the caller is already listening), and are cached once complete.
+        """
+        started = asyncio.get_running_loop().time()
+        delivered: list[SegmentResult] = []
+        outcome = "error"
+        found = None
+        if plan.request.cache:
+            found = await self._cache.lookup(list(plan.keys), plan.wire.format.value)
+        queues: list[asyncio.Queue[StreamEvent | Exception]] = [
+            asyncio.Queue() for _ in plan.segments
+        ]
+        gate = asyncio.Semaphore(self._settings.segment_concurrency)
+        producers = [
+            asyncio.create_task(
+                self._produce(plan, i, found.entries[i] if found else None, queues[i], gate)
+            )
+            for i in range(len(plan.segments))
+        ]
+        try:
+            for queue in queues:
+                while True:
+                    event = await queue.get()
+                    if isinstance(event, Exception):
+                        raise event
+                    if isinstance(event, SegmentEnded):
+                        delivered.append(event.result)
+                    yield event
+                    if isinstance(event, SegmentEnded | SegmentCut):
+                        break
+            outcome = "ok"
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "abandoned"
+            raise
+        finally:
+            for task in producers:
+                task.cancel()
+            await asyncio.gather(*producers, return_exceptions=True)
+            elapsed = asyncio.get_running_loop().time() - started
+            self._rollups.record(_sample(plan, delivered, outcome, elapsed))
+
+    async def _produce(
+        self,
+        plan: SynthesisPlan,
+        index: int,
+        cached: CacheEntry | None,
+        queue: "asyncio.Queue[StreamEvent | Exception]",
+        gate: asyncio.Semaphore,
+    ) -> None:
+        seg = plan.segments[index]
+        try:
+            async with gate:
+                if cached is not None:
+                    result = _from_entry(seg, cached, CacheOutcome.HIT, first_audio_s=0.0)
+                    queue.put_nowait(
+                        SegmentStarted(index, seg.text, result.provider, result.cache, 0.0)
+                    )
+                    queue.put_nowait(AudioChunk(index, cached.audio))
+                    queue.put_nowait(SegmentEnded(result))
+                    return
+                await self._stream_miss(plan, index, queue)
+        except Exception as exc:  # handed to the consumer, which raises it in order
+            queue.put_nowait(exc)
+
+    async def _stream_miss(
+        self, plan: SynthesisPlan, index: int, queue: "asyncio.Queue[StreamEvent | Exception]"
+    ) -> None:
+        seg = plan.segments[index]
+        outcome = CacheOutcome.MISS if plan.request.cache else CacheOutcome.BYPASS
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        async with self._chain.open(
+            seg, plan.profile, plan.language, plan.wire, priority=plan.priority
+        ) as opened:
+            first_audio_s = loop.time() - began
+            queue.put_nowait(
+                SegmentStarted(index, seg.text, opened.provider, outcome, first_audio_s)
+            )
+            chunks = [opened.first]
+            queue.put_nowait(AudioChunk(index, opened.first))
+            try:
+                async for chunk in opened.rest:
+                    chunks.append(chunk)
+                    queue.put_nowait(AudioChunk(index, chunk))
+            except ProviderError as exc:
+                queue.put_nowait(SegmentCut(index, exc))
+                return
+        audio = b"".join(chunks)
+        duration_ms, score = await asyncio.to_thread(_measure, audio, seg.text, plan.wire)
+        entry = new_entry(
+            audio,
+            wire_format=plan.wire.format.value,
+            provider=opened.provider.value,
+            voice_id=opened.voice_id,
+            duration_ms=duration_ms,
+            quality=score,
+            characters_billed=opened.usage.characters_billed,
+            catalog=plan.catalog,
+            failed_attempts=opened.failed_attempts,
+        )
+        if opened.by_primary:
+            await self._cache.store(plan.keys[index], entry)
+        result = _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=True)
+        queue.put_nowait(SegmentEnded(result))
 
     async def synthesize_all(self, plan: SynthesisPlan) -> SynthesisResult:
         """The whole text as one deliverable body (one WAV header, MP3 frames joined)."""

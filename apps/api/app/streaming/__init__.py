@@ -1,0 +1,1 @@
+"""Streaming surfaces: chunked HTTP bodies and telephony WebSocket sessions."""
