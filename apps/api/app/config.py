@@ -99,6 +99,16 @@ class LimiterSettings(BaseModel):
         return self
 
 
+class StreamingSettings(BaseModel):
+    # Audio sent ahead of what the listener has heard; barge-in is heard within this.
+    max_lead_ms: int = Field(default=300, ge=20, le=5000)
+    # A session with no message and nothing to say for this long is closed (code 1000).
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    max_message_bytes: int = Field(default=65_536, ge=1024)
+    # Client messages per second a session may send (bursts up to twice that); more waits.
+    messages_per_second: float = Field(default=50.0, gt=0)
+
+
 class ServerSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
@@ -139,6 +149,7 @@ class Settings(BaseSettings):
     synthesis: SynthesisSettings = SynthesisSettings()
     cache: CacheSettings = CacheSettings()
     limiter: LimiterSettings = LimiterSettings()
+    streaming: StreamingSettings = StreamingSettings()
     server: ServerSettings = ServerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 

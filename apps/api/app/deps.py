@@ -10,6 +10,7 @@ from app.analytics.rollups import Rollups
 from app.cache.audio_cache import AudioCache
 from app.config import Settings
 from app.limits.upstream import UpstreamLimiter
+from app.streaming.registry import SessionRegistry
 from app.tts.service import SynthesisService
 
 
@@ -41,6 +42,10 @@ async def get_rollups(conn: HTTPConnection) -> Rollups:
     return cast(Rollups, conn.state.rollups)
 
 
+async def get_session_registry(conn: HTTPConnection) -> SessionRegistry:
+    return cast(SessionRegistry, conn.state.sessions)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 SynthesizerDep = Annotated[SynthesisService, Depends(get_synthesizer)]
@@ -48,3 +53,4 @@ CacheDep = Annotated[AudioCache, Depends(get_cache)]
 LimiterDep = Annotated[UpstreamLimiter, Depends(get_limiter)]
 RollupsDep = Annotated[Rollups, Depends(get_rollups)]
 CacheRedisDep = Annotated[Redis, Depends(get_cache_redis)]
+SessionRegistryDep = Annotated[SessionRegistry, Depends(get_session_registry)]

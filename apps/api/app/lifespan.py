@@ -19,6 +19,7 @@ from app.cache.single_flight import SingleFlight
 from app.config import Settings
 from app.limits.upstream import UpstreamLimiter
 from app.notifications import Notifier
+from app.streaming.registry import SessionRegistry
 from app.tts.fallback import ProviderChain
 from app.tts.language import shared_detector
 from app.tts.providers.elevenlabs import ElevenLabsProvider
@@ -37,6 +38,7 @@ class State(TypedDict):
     cache: AudioCache
     limiter: UpstreamLimiter
     rollups: Rollups
+    sessions: SessionRegistry
     synthesizer: SynthesisService
 
 
@@ -103,6 +105,8 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
         for notifier in notifiers:
             notifier.start()
         limiter.start()
+        sessions = SessionRegistry(redis)
+        sessions.start()
         if settings.elevenlabs.key is None:
             logger.warning("ELEVEN_LABS_API_KEY is not set: speaking with the offline engine")
         try:
@@ -115,11 +119,13 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 cache=cache,
                 limiter=limiter,
                 rollups=rollups,
+                sessions=sessions,
                 synthesizer=SynthesisService(
                     chain, detector, cache, flights, rollups, settings.synthesis
                 ),
             )
         finally:
+            await sessions.stop()
             await rollups.flush()
             await limiter.stop()
             for notifier in notifiers:

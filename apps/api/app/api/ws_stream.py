@@ -1,0 +1,114 @@
+"""WS /streaming/stream/{session_id}: the bidirectional session of DESIGN §5."""
+
+import asyncio
+import re
+import time
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from app.config import StreamingSettings
+from app.deps import SessionRegistryDep, SettingsDep, SynthesizerDep
+from app.streaming import protocol
+from app.streaming.session import Session
+
+router = APIRouter(prefix="/streaming", tags=["streaming"])
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_POLICY_VIOLATION = 1008
+
+
+@router.websocket("/stream/{session_id}", name="stream_session")
+async def stream_session(
+    websocket: WebSocket,
+    session_id: str,
+    synthesizer: SynthesizerDep,
+    settings: SettingsDep,
+    registry: SessionRegistryDep,
+) -> None:
+    await websocket.accept()
+    if not _SESSION_ID.match(session_id):
+        await websocket.send_json(
+            protocol.error(
+                "invalid_session_id", "Session ids are 1-64 of A-Z a-z 0-9 _ . : -.", False
+            )
+        )
+        await websocket.close(_POLICY_VIOLATION, "invalid session id")
+        return
+    session = Session(
+        session_id,
+        synthesizer,
+        websocket.send_json,
+        settings.streaming,
+        settings.synthesis.min_segment_chars,
+        settings.synthesis.max_segment_chars,
+    )
+    registry.opened()
+    receiving = asyncio.create_task(_receive(websocket, session, settings.streaming))
+    ended = asyncio.create_task(session.finished.wait())
+    try:
+        done, _ = await asyncio.wait({receiving, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if ended in done:
+            await websocket.close(1000, "session ended")
+        else:
+            close_reason = receiving.result()
+            if close_reason is not None:
+                await websocket.close(1000, close_reason)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client is gone; nothing to close
+    finally:
+        for task in (receiving, ended):
+            task.cancel()
+        await asyncio.gather(receiving, ended, return_exceptions=True)
+        await session.close()
+        registry.closed()
+
+
+async def _receive(websocket: WebSocket, session: Session, limits: StreamingSettings) -> str | None:
+    """Handle messages until the client leaves (None) or the session idles out (a reason)."""
+    bucket = _Throttle(limits.messages_per_second)
+    while True:
+        try:
+            message = await asyncio.wait_for(websocket.receive(), limits.idle_timeout_s)
+        except TimeoutError:
+            if session.busy:
+                continue
+            return "idle timeout"
+        if message["type"] == "websocket.disconnect":
+            return None
+        if await bucket.wait() and not bucket.warned:
+            bucket.warned = True
+            await session.send(
+                protocol.error("rate_limited", "Too many messages: they are being slowed down.")
+            )
+        if message.get("text") is not None:
+            await session.handle_text(message["text"])
+        elif message.get("bytes") is not None:
+            await session.handle_binary()
+
+
+class _Throttle:
+    """A token bucket: bursts of twice the rate, then one message per 1/rate seconds."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._capacity = rate * 2
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+        self.warned = False
+
+    async def wait(self) -> bool:
+        """Take a token, sleeping for one if needed; True when the caller had to wait."""
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            if self._tokens >= self._capacity / 2:
+                self.warned = False
+            return False
+        delay = (1 - self._tokens) / self._rate
+        await asyncio.sleep(delay)
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+        return True
