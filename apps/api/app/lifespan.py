@@ -90,6 +90,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
         cache = AudioCache(cache_redis, settings.cache)
         flights = SingleFlight(cache_redis, cache, cache_events, settings.cache.flight_wait_s)
         rollups = Rollups(redis)
+        rollups.start()
         limiter = UpstreamLimiter(redis, state_events, settings.limiter, rollups)
         espeak = shared_engine()
         detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), espeak.start())
@@ -126,7 +127,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             )
         finally:
             await sessions.stop()
-            await rollups.flush()
+            await rollups.stop()
             await limiter.stop()
             for notifier in notifiers:
                 await notifier.stop()

@@ -1,9 +1,10 @@
 """Per-minute rollups in the state Redis, shared by every process, read over rolling windows.
 
-Each request adds counters and latency-histogram buckets to the hash of its minute in one
-script call; reading a window sums the minutes it covers. Percentiles come from the buckets
-(interpolated inside the bucket, as Prometheus' histogram_quantile does). Recording never
-delays a caller: it runs in the background and is dropped when Redis is away.
+Each process adds up its requests' counters and latency-histogram buckets in memory and
+writes them to the hash of their minute once a second (one script call, however busy it is);
+reading a window sums the minutes it covers. Percentiles come from the buckets (interpolated
+inside the bucket, as Prometheus' histogram_quantile does). Recording never delays a caller,
+and what cannot be written while Redis is away is dropped.
 """
 
 import asyncio
@@ -11,6 +12,7 @@ import bisect
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -63,24 +65,48 @@ class Sample:
         self.maxima[name] = max(value, self.maxima.get(name, value))
         return self
 
+    def merge(self, other: "Sample") -> None:
+        for name, amount in other.add.items():
+            self.count(name, amount)
+        for name, value in other.maxima.items():
+            self.peak(name, value)
+
 
 class Rollups:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, flush_every_s: float = 1.0) -> None:
         self._redis = redis
         self._record = redis.register_script(_RECORD)
-        self._pending: set[asyncio.Task[None]] = set()
+        self._flush_every_s = flush_every_s
+        self._pending: dict[int, Sample] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
         self.dropped = 0
 
     def record(self, sample: Sample) -> None:
-        """Add `sample` to the current minute, in the background."""
-        task = asyncio.create_task(self._write(sample, int(time.time() // 60)))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        """Add `sample` to the current minute (written within a second)."""
+        self._pending.setdefault(int(time.time() // 60), Sample()).merge(sample)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_flushing(), name="rollups")
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.flush()
 
     async def flush(self) -> None:
-        """Wait for the writes under way (shutdown, tests)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        """Write what this process has gathered so far."""
+        pending, self._pending = self._pending, {}
+        for minute, sample in pending.items():
+            await self._write(sample, minute)
+
+    async def _keep_flushing(self) -> None:
+        while not self._stopped.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._flush_every_s)
+            await self.flush()
 
     async def _write(self, sample: Sample, minute: int) -> None:
         args: list[str | float | int] = [RETENTION_S, len(sample.add)]

@@ -142,6 +142,7 @@ def _window(t: dict[str, float]) -> WindowFigures:
 )
 async def get_performance(rollups: RollupsDep, limiter: LimiterDep, cache: CacheDep) -> Performance:
     try:
+        await rollups.flush()
         windows = {
             name: _window(await rollups.window(minutes)) for name, minutes in WINDOWS.items()
         }

@@ -19,14 +19,25 @@ logger = logging.getLogger(__name__)
 
 HITS_PREFIX = "sv:audio-hits:"
 
-# Count a hit; once a segment has been hit often enough, keep it as long as a catalog phrase.
-_NOTE_HIT = """
-local hits = redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-if hits >= tonumber(ARGV[2]) and redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then
-  if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then return 1 end
+# KEYS: audio key 1, its hits key, audio key 2, its hits key, ...; ARGV: long ttl, promote-at.
+# Returns the values (false for misses) and, last, how many segments were promoted. Counting
+# hits in the same round trip as the read keeps a cache hit at one Redis call.
+_LOOKUP = """
+local values = {}
+local promoted = 0
+for i = 1, #KEYS, 2 do
+  local value = redis.call('GET', KEYS[i])
+  values[#values + 1] = value
+  if value then
+    local hits = redis.call('INCR', KEYS[i + 1])
+    redis.call('EXPIRE', KEYS[i + 1], ARGV[1])
+    if hits >= tonumber(ARGV[2]) and redis.call('TTL', KEYS[i]) < tonumber(ARGV[1]) then
+      promoted = promoted + redis.call('EXPIRE', KEYS[i], ARGV[1])
+    end
+  end
 end
-return 0
+values[#values + 1] = promoted
+return values
 """
 
 
@@ -43,7 +54,7 @@ class AudioCache:
         self._redis = redis
         self._settings = settings
         self._paused_until = 0.0
-        self._note_hit = redis.register_script(_NOTE_HIT)
+        self._lookup = redis.register_script(_LOOKUP)
         self.corrupt_seen = 0
         self.promotions = 0
 
@@ -56,16 +67,24 @@ class AudioCache:
         self._paused_until = time.monotonic() + self._settings.outage_pause_s
 
     async def lookup(self, keys: list[str], wire_format: str) -> Lookup | None:
-        """The entries for `keys` in one MGET; None when the cache cannot be used now."""
+        """The entries for `keys` in one round trip (hits counted, hot ones promoted).
+
+        None when the cache cannot be used now.
+        """
         if not self.available:
             return None
         if not keys:
             return Lookup([], 0)
+        script_keys = [k for key in keys for k in (key, HITS_PREFIX + key.rsplit(":", 1)[-1])]
         try:
-            values = await self._redis.mget(keys)
+            *values, promoted = await self._lookup(
+                keys=script_keys,
+                args=[self._settings.catalog_ttl_s, self._settings.promote_after_hits],
+            )
         except (RedisError, OSError) as exc:
             self._pause(exc)
             return None
+        self.promotions += int(promoted)
         entries: list[CacheEntry | None] = []
         corrupt = 0
         for key, value in zip(keys, values, strict=True):
@@ -118,22 +137,3 @@ class AudioCache:
             "maxmemory_policy": str(memory.get("maxmemory_policy", "")),
             "evicted_keys": int(stats.get("evicted_keys", 0)),
         }
-
-    async def note_hits(self, keys: list[str]) -> None:
-        """Count hits; segments hit `promote_after_hits` times get the catalog TTL."""
-        if not keys or not self.available:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    hits_key = HITS_PREFIX + key.rsplit(":", 1)[-1]
-                    await self._note_hit(
-                        keys=[key, hits_key],
-                        args=[self._settings.catalog_ttl_s, self._settings.promote_after_hits],
-                        client=pipe,
-                    )
-                promoted = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            self._pause(exc)
-            return
-        self.promotions += sum(int(p) for p in promoted)

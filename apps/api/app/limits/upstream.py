@@ -195,10 +195,12 @@ class UpstreamLimiter:
                 acquired = False
             if acquired:
                 self._note_wait(started)
-                renewer = asyncio.create_task(self._keep_renewed(member))
+                released = asyncio.Event()
+                renewer = asyncio.create_task(self._keep_renewed(member, released))
                 try:
                     yield
                 finally:
+                    released.set()
                     renewer.cancel()
                     await asyncio.shield(self._give_back(member, priority, renewer))
                 return
@@ -299,7 +301,9 @@ class UpstreamLimiter:
     async def _give_back(
         self, member: str, priority: Priority, renewer: asyncio.Task[None]
     ) -> None:
-        await asyncio.gather(renewer, return_exceptions=True)
+        # Bounded: a renew in flight finishes within one Redis timeout; the release goes
+        # first in any case, and a straggling renew finds the slot gone and stops.
+        await asyncio.wait({renewer}, timeout=0.5)
         try:
             await self._release(
                 keys=[self._keys["holders"], self._keys[priority.value], self._keys["waiting"]],
@@ -308,16 +312,28 @@ class UpstreamLimiter:
         except (RedisError, OSError) as exc:
             self._pause(exc)  # the lease runs out by itself
 
-    async def _keep_renewed(self, member: str) -> None:
+    async def _keep_renewed(self, member: str, released: asyncio.Event) -> None:
+        """Renew the lease until the slot is given back.
+
+        The `released` event, not cancellation, ends the loop: on Python 3.11 redis-py's
+        wait_for-wrapped socket calls can swallow a cancel that lands as a call completes,
+        and a renewer that survived its cancel would hold the slot forever. A failed renew
+        is retried on the next tick: one Redis hiccup must not let a long stream's lease lapse.
+        """
         lease_ms = int(self._settings.lease_s * 1000)
-        while True:
-            await asyncio.sleep(self._settings.lease_s / 3)
+        while not released.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), self._settings.lease_s / 3)
+            if released.is_set():
+                return
             try:
-                if not await self._renew(keys=[self._keys["holders"]], args=[member, lease_ms]):
-                    logger.warning("upstream slot %s expired while in use", member)
+                renewed = await self._renew(keys=[self._keys["holders"]], args=[member, lease_ms])
+                if not renewed:
+                    if not released.is_set():
+                        logger.warning("upstream slot %s expired while in use", member)
                     return
             except (RedisError, OSError):
-                return
+                continue
 
     @asynccontextmanager
     async def _local_slot(self, deadline: float) -> AsyncIterator[None]:

@@ -61,6 +61,10 @@ class SegmentCut:
 StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
 
 
+# Joining this much takes well under a millisecond: cheaper than a hop to a worker thread.
+_JOIN_INLINE_BYTES = 256 * 1024
+
+
 class CacheOutcome(StrEnum):
     HIT = "hit"
     PARTIAL = "partial"
@@ -233,9 +237,6 @@ class SynthesisService:
         found = None
         if plan.request.cache:
             found = await self._cache.lookup(list(plan.keys), plan.wire.format.value)
-        hits = [k for k, e in zip(plan.keys, found.entries, strict=True) if e] if found else []
-        if hits:
-            await self._cache.note_hits(hits)
         jobs = [
             lambda i=i: self._segment(plan, i, found.entries[i] if found else None, found is None)
             for i in range(len(plan.segments))
@@ -349,7 +350,7 @@ class SynthesisService:
             catalog=plan.catalog,
             failed_attempts=opened.failed_attempts,
         )
-        if opened.by_primary:
+        if opened.by_primary and plan.request.cache:
             await self._cache.store(plan.keys[index], entry)
         result = _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=True)
         queue.put_nowait(SegmentEnded(result))
@@ -357,7 +358,11 @@ class SynthesisService:
     async def synthesize_all(self, plan: SynthesisPlan) -> SynthesisResult:
         """The whole text as one deliverable body (one WAV header, MP3 frames joined)."""
         results = [result async for result in self.synthesize(plan)]
-        body = await asyncio.to_thread(container.deliverable, [r.audio for r in results], plan.spec)
+        parts = [r.audio for r in results]
+        if sum(map(len, parts)) < _JOIN_INLINE_BYTES:
+            body = container.deliverable(parts, plan.spec)
+        else:
+            body = await asyncio.to_thread(container.deliverable, parts, plan.spec)
         return SynthesisResult(plan=plan, segments=tuple(results), body=body)
 
     async def _segment(
@@ -369,7 +374,8 @@ class SynthesisService:
         started = asyncio.get_running_loop().time()
         if bypass:
             computed = await self._compute(plan, seg)
-            if computed.cacheable:
+            # `"cache": false` keeps the text out of the cache both ways.
+            if computed.cacheable and plan.request.cache:
                 await self._cache.store(key, computed.entry)
             entry, outcome, paid = computed.entry, CacheOutcome.BYPASS, True
         else:

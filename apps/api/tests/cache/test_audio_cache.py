@@ -58,15 +58,18 @@ async def test_a_paragraph_with_known_sentences_is_partial_and_bills_only_the_ne
     assert elevenlabs.stats().total_requests == 3
 
 
-async def test_cache_false_neither_reads_nor_reports_a_hit(
-    upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+async def test_cache_false_neither_reads_nor_writes_the_cache(
+    upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs, fresh_redis: str
 ) -> None:
     await upstream_client.post(URL, json={"text": FIRST})
 
     response = await upstream_client.post(URL, json={"text": FIRST, "cache": False})
+    private = await upstream_client.post(URL, json={"text": SECOND, "cache": False})
 
     assert response.headers["x-cache"] == "bypass"
-    assert elevenlabs.stats().total_requests == 2
+    assert private.headers["x-cache"] == "bypass"
+    assert elevenlabs.stats().total_requests == 3
+    assert len(await _audio_keys(fresh_redis)) == 1  # only FIRST, from the first request
 
 
 async def test_the_same_words_in_another_voice_format_or_case_are_other_entries(
