@@ -34,10 +34,18 @@ def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
     )
 
 
+def segment_audio(data: bytes, spec: FormatSpec) -> bytes:
+    """A new segment's audio as it is kept and joined: for MP3, its whole audio frames only.
+
+    Done once, when a segment is made (and so before it is cached), so that joining segments
+    is plain concatenation on every request that uses them.
+    """
+    return mp3.audio_frames(data) if spec.encoding == "mp3" else data
+
+
 def join_wire(parts: Sequence[bytes], spec: FormatSpec) -> bytes:
-    """Concatenate segments that are each in `spec`'s wire encoding."""
-    if spec.encoding == "mp3":
-        return b"".join(mp3.audio_frames(part) for part in parts)
+    """Concatenate segments, each already in `spec`'s wire encoding (see segment_audio)."""
+    del spec  # every encoding joins by concatenation once segments are clean
     return b"".join(parts)
 
 

@@ -90,6 +90,13 @@ if removed == 1 then redis.call('PUBLISH', ARGV[2], '1') end
 return removed
 """
 
+# KEYS: holders. Leases still running by Redis' clock (expired ones linger until an acquire).
+_IN_USE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+
 # KEYS: processes; ARGV: process id, alive ms
 _HEARTBEAT = """
 local t = redis.call('TIME')
@@ -151,6 +158,7 @@ class UpstreamLimiter:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._heartbeat = redis.register_script(_HEARTBEAT)
+        self._in_use = redis.register_script(_IN_USE)
         self._process_id = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._processes = 1
         self._paused_until = 0.0
@@ -233,7 +241,7 @@ class UpstreamLimiter:
     async def in_use(self) -> int | None:
         """Slots held right now across every process (None when Redis cannot say)."""
         try:
-            return int(await self._redis.zcard(self._keys["holders"]))
+            return int(await self._in_use(keys=[self._keys["holders"]]))
         except (RedisError, OSError):
             return None
 

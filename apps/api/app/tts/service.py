@@ -61,10 +61,6 @@ class SegmentCut:
 StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
 
 
-# Joining this much takes well under a millisecond: cheaper than a hop to a worker thread.
-_JOIN_INLINE_BYTES = 256 * 1024
-
-
 class CacheOutcome(StrEnum):
     HIT = "hit"
     PARTIAL = "partial"
@@ -337,8 +333,9 @@ class SynthesisService:
             except ProviderError as exc:
                 queue.put_nowait(SegmentCut(index, exc))
                 return
-        audio = b"".join(chunks)
-        duration_ms, score = await asyncio.to_thread(_measure, audio, seg.text, plan.wire)
+        audio, duration_ms, score = await asyncio.to_thread(
+            _finish, b"".join(chunks), seg.text, plan.wire
+        )
         entry = new_entry(
             audio,
             wire_format=plan.wire.format.value,
@@ -358,11 +355,8 @@ class SynthesisService:
     async def synthesize_all(self, plan: SynthesisPlan) -> SynthesisResult:
         """The whole text as one deliverable body (one WAV header, MP3 frames joined)."""
         results = [result async for result in self.synthesize(plan)]
-        parts = [r.audio for r in results]
-        if sum(map(len, parts)) < _JOIN_INLINE_BYTES:
-            body = container.deliverable(parts, plan.spec)
-        else:
-            body = await asyncio.to_thread(container.deliverable, parts, plan.spec)
+        # Segments are kept clean (segment_audio), so joining them is concatenation.
+        body = container.deliverable([r.audio for r in results], plan.spec)
         return SynthesisResult(plan=plan, segments=tuple(results), body=body)
 
     async def _segment(
@@ -392,9 +386,11 @@ class SynthesisService:
         spoken = await self._chain.speak(
             seg, plan.profile, plan.language, plan.wire, priority=plan.priority
         )
-        duration_ms, score = await asyncio.to_thread(_measure, spoken.audio, seg.text, plan.wire)
+        audio, duration_ms, score = await asyncio.to_thread(
+            _finish, spoken.audio, seg.text, plan.wire
+        )
         entry = new_entry(
-            spoken.audio,
+            audio,
             wire_format=plan.wire.format.value,
             provider=spoken.provider.value,
             voice_id=spoken.voice_id,
@@ -455,7 +451,9 @@ def _sample(
     return sample
 
 
-def _measure(audio: bytes, text: str, wire: FormatSpec) -> tuple[int, float]:
+def _finish(audio: bytes, text: str, wire: FormatSpec) -> tuple[bytes, int, float]:
+    """A new segment's clean audio, duration and quality score (CPU work: run in a thread)."""
+    audio = container.segment_audio(audio, wire)
     pcm = codecs.decode(audio, wire)
     score = quality.measure(pcm, wire.sample_rate, spoken_length(text)).score
-    return codecs.duration_ms(audio, wire), score
+    return audio, codecs.duration_ms(audio, wire), score

@@ -119,7 +119,7 @@ def test_mp3_deliverable_is_the_audio_frames_of_every_part_and_nothing_else(
         files.append(b"ID3\x04\x00\x00\x00\x00\x00\x00" + buffer.getvalue())
     one_by_one = [sf.read(io.BytesIO(mp3.audio_frames(f)), dtype="int16")[0].size for f in files]
 
-    body = container.deliverable(files, spec)
+    body = container.deliverable([container.segment_audio(f, spec) for f in files], spec)
 
     assert not body.startswith(b"ID3")
     assert b"TAGsegment" not in body
