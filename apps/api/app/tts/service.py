@@ -5,6 +5,7 @@ provider chain → quality → deliver in order.
 """
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ class SegmentCut:
 
 
 StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
+
+
+# A plan is a few hundred bytes; this many cover a busy agent fleet's repeated phrases.
+_REMEMBERED_PLANS = 4096
 
 
 class CacheOutcome(StrEnum):
@@ -166,6 +171,7 @@ class SynthesisService:
         self._flights = flights
         self._rollups = rollups
         self._settings = settings
+        self._plans: OrderedDict[tuple[str, bool, Priority], SynthesisPlan] = OrderedDict()
 
     def plan(
         self,
@@ -177,7 +183,22 @@ class SynthesisService:
         """Resolve persona, language and format, and split the text into segments.
 
         `catalog` marks common phrases (pre-generation): they are cached for the long TTL.
+        Plans of recent requests are remembered: agents repeat themselves, and a repeated
+        request (a cache hit, most often) then skips detection, segmenting and hashing.
         """
+        memo_key = (request.model_dump_json(), catalog, priority)
+        if (known := self._plans.get(memo_key)) is not None:
+            self._plans.move_to_end(memo_key)
+            return known
+        plan = self._make_plan(request, catalog, priority)
+        self._plans[memo_key] = plan
+        if len(self._plans) > _REMEMBERED_PLANS:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _make_plan(
+        self, request: SynthesizeRequest, catalog: bool, priority: Priority
+    ) -> SynthesisPlan:
         if request.language == LanguageChoice.AUTO:
             language, detected = self._detector.detect(request.text), True
         else:
