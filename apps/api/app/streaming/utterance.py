@@ -4,7 +4,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from app.tts.segmenting import split_sentences
+from app.tts.segmenting import complete_end, split_sentences, spoken_length
 
 
 @dataclass
@@ -31,15 +31,30 @@ class Utterance:
         if self.flushed:
             return
         self.buffer += text
-        pieces = split_sentences(self.buffer, min_chars=self.min_chars, max_chars=self.max_chars)
-        # The last piece may still be growing, unless the client said the utterance is done.
-        ready = pieces if flush else pieces[:-1]
-        for sentence in ready:
-            self._queue(sentence)
-        self.buffer = "" if flush else (pieces[-1] if pieces else self.buffer)
         if flush:
+            for sentence in self._split(self.buffer):
+                self._queue(sentence)
+            self.buffer = ""
             self.flushed = True
             self.sentences.put_nowait(None)
+            return
+        end = complete_end(self.buffer)
+        if end == 0:
+            return
+        pieces = self._split(self.buffer[:end])
+        if pieces and spoken_length(pieces[-1]) < self.min_chars:
+            # A short last sentence ("Sure.") waits to be spoken with what follows it.
+            held_from = self.buffer.rfind(pieces[-1], 0, end)
+            pieces.pop()
+        else:
+            held_from = end
+        for sentence in pieces:
+            self._queue(sentence)
+        # The rest is kept as written, spaces included: the next piece may start a new word.
+        self.buffer = self.buffer[held_from:]
+
+    def _split(self, text: str) -> list[str]:
+        return split_sentences(text, min_chars=self.min_chars, max_chars=self.max_chars)
 
     def _queue(self, sentence: str) -> None:
         if self.first_ready_at is None:

@@ -79,6 +79,22 @@ def _fitting_prefix(text: str, max_chars: int) -> int:
     return len(text)
 
 
+def complete_end(text: str) -> int:
+    """Where the last complete sentence of a growing text ends (0: none is complete yet).
+
+    A Latin full stop counts only once something follows it ("3." may become "3.5"); CJK
+    terminators count at once.
+    """
+    end = 0
+    for match in _BOUNDARY.finditer(text):
+        if _is_abbreviation(text, match.end()):
+            continue
+        if match.end() == len(text) and text[match.end() - 1] not in "。！？；”’」』）":
+            continue
+        end = match.end()
+    return end
+
+
 def _split_long(sentence: str, max_chars: int) -> list[str]:
     parts: list[str] = []
     rest = sentence
