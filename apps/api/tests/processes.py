@@ -81,3 +81,8 @@ class ApiProcess:
 def api_env(redis_url: str, **extra: str) -> dict[str, str]:
     """The environment of a test API process: our Redis, no key from a developer's .env."""
     return {"REDIS_URL": redis_url, "ELEVENLABS__API_KEY": "", **extra}
+
+
+def upstream_env(redis_url: str, base_url: str, api_key: str, **extra: str) -> dict[str, str]:
+    """`api_env`, speaking through an ElevenLabs at `base_url` (the fake, in tests)."""
+    return api_env(redis_url, ELEVENLABS__API_KEY=api_key, ELEVEN_LABS_BASE_URL=base_url, **extra)

@@ -354,19 +354,14 @@ class SynthesisService:
             except ProviderError as exc:
                 queue.put_nowait(SegmentCut(index, exc))
                 return
-        audio, duration_ms, score = await asyncio.to_thread(
-            _finish, b"".join(chunks), seg.text, plan.wire
-        )
-        entry = new_entry(
-            audio,
-            wire_format=plan.wire.format.value,
-            provider=opened.provider.value,
-            voice_id=opened.voice_id,
-            duration_ms=duration_ms,
-            quality=score,
-            characters_billed=opened.usage.characters_billed,
-            catalog=plan.catalog,
-            failed_attempts=opened.failed_attempts,
+        entry = await _new_segment_entry(
+            plan,
+            seg,
+            b"".join(chunks),
+            opened.provider,
+            opened.voice_id,
+            opened.usage.characters_billed,
+            opened.failed_attempts,
         )
         if opened.by_primary and plan.request.cache:
             await self._cache.store(plan.keys[index], entry)
@@ -407,19 +402,14 @@ class SynthesisService:
         spoken = await self._chain.speak(
             seg, plan.profile, plan.language, plan.wire, priority=plan.priority
         )
-        audio, duration_ms, score = await asyncio.to_thread(
-            _finish, spoken.audio, seg.text, plan.wire
-        )
-        entry = new_entry(
-            audio,
-            wire_format=plan.wire.format.value,
-            provider=spoken.provider.value,
-            voice_id=spoken.voice_id,
-            duration_ms=duration_ms,
-            quality=score,
-            characters_billed=spoken.usage.characters_billed,
-            catalog=plan.catalog,
-            failed_attempts=spoken.failed_attempts,
+        entry = await _new_segment_entry(
+            plan,
+            seg,
+            spoken.audio,
+            spoken.provider,
+            spoken.voice_id,
+            spoken.usage.characters_billed,
+            spoken.failed_attempts,
         )
         return Computed(entry=entry, cacheable=spoken.by_primary)
 
@@ -470,6 +460,30 @@ def _sample(
     if results:
         sample.observe("first_audio", results[0].first_audio_s)
     return sample
+
+
+async def _new_segment_entry(
+    plan: SynthesisPlan,
+    seg: Segment,
+    audio: bytes,
+    provider: Provider,
+    voice_id: str | None,
+    characters_billed: int,
+    failed_attempts: tuple[str, ...],
+) -> CacheEntry:
+    """A freshly made segment as a cache entry: clean audio, duration and quality measured."""
+    clean, duration_ms, score = await asyncio.to_thread(_finish, audio, seg.text, plan.wire)
+    return new_entry(
+        clean,
+        wire_format=plan.wire.format.value,
+        provider=provider.value,
+        voice_id=voice_id,
+        duration_ms=duration_ms,
+        quality=score,
+        characters_billed=characters_billed,
+        catalog=plan.catalog,
+        failed_attempts=failed_attempts,
+    )
 
 
 def _finish(audio: bytes, text: str, wire: FormatSpec) -> tuple[bytes, int, float]:

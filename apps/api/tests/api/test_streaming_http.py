@@ -10,7 +10,7 @@ import soundfile as sf
 
 from app.audio import mp3
 from tests.fakes.elevenlabs_server import FakeElevenLabs
-from tests.processes import ApiProcess, api_env
+from tests.processes import ApiProcess, upstream_env
 
 URL = "/api/v1/voice/streaming/synthesize/streaming"
 THREE = (
@@ -23,10 +23,10 @@ THREE = (
 def server(
     redis_url: str, fake_elevenlabs: FakeElevenLabs, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    env = api_env(
+    env = upstream_env(
         redis_url,
-        ELEVENLABS__API_KEY=fake_elevenlabs.api_key,
-        ELEVEN_LABS_BASE_URL=fake_elevenlabs.base_url,
+        fake_elevenlabs.base_url,
+        fake_elevenlabs.api_key,
         VOICE_RESPONSE_TIMEOUT_MS="10000",
     )
     with ApiProcess(env, tmp_path_factory.mktemp("stream")) as process:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from app.limits.upstream import HOLDERS
 from app.ops import local_redis
 from tests.fakes.elevenlabs_server import Behavior, FakeElevenLabs
-from tests.processes import ApiProcess, api_env
+from tests.processes import ApiProcess, upstream_env
 
 SYNTHESIZE = "/api/v1/voice/synthesize"
 HOLDERS_KEY = HOLDERS.format(upstream="elevenlabs")
@@ -28,12 +28,8 @@ SLOTS = 50
 
 def _upstream_env(redis_url: str, fake: FakeElevenLabs, **extra: str) -> dict[str, str]:
     """Speak through the fake; wait (up to 30 s) for a slot rather than fall back."""
-    return api_env(
-        redis_url,
-        ELEVENLABS__API_KEY=fake.api_key,
-        ELEVEN_LABS_BASE_URL=fake.base_url,
-        VOICE_RESPONSE_TIMEOUT_MS="30000",
-        **extra,
+    return upstream_env(
+        redis_url, fake.base_url, fake.api_key, VOICE_RESPONSE_TIMEOUT_MS="30000", **extra
     )
 
 

@@ -13,7 +13,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.fakes.elevenlabs_server import FakeElevenLabs
-from tests.processes import ApiProcess, api_env
+from tests.processes import ApiProcess, upstream_env
 
 pytestmark = pytest.mark.integration
 PATH = "/api/v1/voice/streaming/stream/"
@@ -27,10 +27,10 @@ REPLY = (
 def server(
     redis_url: str, fake_elevenlabs: FakeElevenLabs, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    env = api_env(
+    env = upstream_env(
         redis_url,
-        ELEVENLABS__API_KEY=fake_elevenlabs.api_key,
-        ELEVEN_LABS_BASE_URL=fake_elevenlabs.base_url,
+        fake_elevenlabs.base_url,
+        fake_elevenlabs.api_key,
         STREAMING__IDLE_TIMEOUT_S="1.5",
     )
     with ApiProcess(env, tmp_path_factory.mktemp("ws")) as process:
