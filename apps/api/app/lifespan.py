@@ -102,7 +102,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             budget_s=settings.synthesis.response_timeout_ms / 1000,
             limiter=limiter,
         )
-        notifiers = {id(n): n for n in (cache_events, state_events)}.values()
+        notifiers = [cache_events] if state_events is cache_events else [cache_events, state_events]
         for notifier in notifiers:
             notifier.start()
         limiter.start()

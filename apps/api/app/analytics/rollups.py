@@ -80,7 +80,6 @@ class Rollups:
         self._pending: dict[int, Sample] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
-        self.dropped = 0
 
     def record(self, sample: Sample) -> None:
         """Add `sample` to the current minute (written within a second)."""
@@ -117,7 +116,7 @@ class Rollups:
         try:
             await self._record(keys=[f"{PREFIX}{minute}"], args=args)
         except (RedisError, OSError):
-            self.dropped += 1
+            logger.debug("rollups of minute %d dropped: Redis is away", minute)
 
     async def window(self, minutes: int, now: float | None = None) -> dict[str, float]:
         """Counters summed (maxima: the largest) over the last `minutes` minutes."""

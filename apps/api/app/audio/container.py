@@ -43,15 +43,14 @@ def segment_audio(data: bytes, spec: FormatSpec) -> bytes:
     return mp3.audio_frames(data) if spec.encoding == "mp3" else data
 
 
-def join_wire(parts: Sequence[bytes], spec: FormatSpec) -> bytes:
-    """Concatenate segments, each already in `spec`'s wire encoding (see segment_audio)."""
-    del spec  # every encoding joins by concatenation once segments are clean
+def join_wire(parts: Sequence[bytes]) -> bytes:
+    """Concatenate segments, each already clean wire audio (see segment_audio)."""
     return b"".join(parts)
 
 
 def deliverable(parts: Sequence[bytes], spec: FormatSpec) -> bytes:
     """The whole response body: joined segments, with the WAV header when the format has one."""
-    body = join_wire(parts, spec)
+    body = join_wire(parts)
     if spec.wav:
         return wav_header(spec.sample_rate, len(body)) + body
     return body

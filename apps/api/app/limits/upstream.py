@@ -122,12 +122,10 @@ class SlotUnavailableError(Exception):
 
 @dataclass
 class LimiterStats:
+    """This process's slots (waits, timeouts and refusals go to the shared rollups)."""
+
     acquired: int = 0
-    timeouts: int = 0
-    refused_cooling_down: int = 0
     local_fallbacks: int = 0
-    wait_s_total: float = 0.0
-    wait_s_max: float = 0.0
 
 
 class UpstreamLimiter:
@@ -281,13 +279,11 @@ class UpstreamLimiter:
                         self._wake_next(priority, after=wake)
                     return True
                 if granted == -1:
-                    self.stats.refused_cooling_down += 1
                     self._record(Sample().count("slot_cooldown_refusals"))
                     await self._leave_queue(member, queue)
                     raise SlotUnavailableError("upstream asked us to back off", cooling_down=True)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self.stats.timeouts += 1
                     self._record(Sample().count("slot_timeouts"))
                     await self._leave_queue(member, queue)
                     raise SlotUnavailableError("no upstream slot within the time budget")
@@ -351,7 +347,6 @@ class UpstreamLimiter:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 await self._local.acquire()
         except TimeoutError as exc:
-            self.stats.timeouts += 1
             raise SlotUnavailableError("no local upstream slot within the time budget") from exc
         try:
             yield
@@ -370,8 +365,6 @@ class UpstreamLimiter:
 
     def _note_wait(self, started: float) -> None:
         waited = time.monotonic() - started
-        self.stats.wait_s_total += waited
-        self.stats.wait_s_max = max(self.stats.wait_s_max, waited)
         self._record(Sample().count("slot_acquired").observe("slot_wait", waited))
 
     def _record(self, sample: Sample) -> None:

@@ -14,19 +14,12 @@ class Pacer:
         self._max_lead_s = max_lead_s
         self._clock_start: float | None = None
         self._sent_s = 0.0
-        self.late_frames = 0
 
-    async def wait_to_send(self, duration_s: float, *, continuing: bool) -> None:
-        """Sleep until a frame of `duration_s` may go without exceeding the lead.
-
-        `continuing` says the frame follows the previous one within one utterance; if the
-        listener has already run out of audio then, the frame is late (an audible gap).
-        """
+    async def wait_to_send(self, duration_s: float) -> None:
+        """Sleep until a frame of `duration_s` may go without exceeding the lead."""
         now = time.monotonic()
         if self._clock_start is None or now - self._clock_start >= self._sent_s:
             # Nothing left to play: playback (re)starts with this frame.
-            if continuing and self._clock_start is not None:
-                self.late_frames += 1
             self._clock_start, self._sent_s = now, 0.0
         lead = self._sent_s - (now - self._clock_start)
         if lead > self._max_lead_s:

@@ -15,7 +15,7 @@ COUNTS = "sv:ws:sessions"  # hash: process id -> sessions open there
 ALIVE = "sv:ws:processes"  # zset: process id -> heartbeat expiry (ms)
 _HEARTBEAT_S = 5.0
 
-# KEYS: counts, alive; ARGV: process id, count, alive ms. Returns the global count.
+# KEYS: counts, alive; ARGV: process id, count, alive ms. Drops processes that went silent.
 _REPORT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -26,9 +26,7 @@ for _, id in ipairs(dead) do
   redis.call('ZREM', KEYS[2], id)
   redis.call('HDEL', KEYS[1], id)
 end
-local total = 0
-for _, n in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(n) end
-return total
+return 1
 """
 
 
@@ -38,7 +36,6 @@ class SessionRegistry:
         self._report = redis.register_script(_REPORT)
         self._process_id = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.local = 0
-        self.global_count: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._dirty = asyncio.Event()
@@ -70,13 +67,9 @@ class SessionRegistry:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), _HEARTBEAT_S)
             self._dirty.clear()
-            try:
-                self.global_count = int(
-                    await self._report(
-                        keys=[COUNTS, ALIVE],
-                        args=[self._process_id, self.local, int(_HEARTBEAT_S * 3000)],
-                    )
+            with suppress(RedisError, OSError):  # the next tick reports again
+                await self._report(
+                    keys=[COUNTS, ALIVE],
+                    args=[self._process_id, self.local, int(_HEARTBEAT_S * 3000)],
                 )
-            except (RedisError, OSError):
-                self.global_count = None
             await asyncio.sleep(0.1)

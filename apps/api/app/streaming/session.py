@@ -77,10 +77,6 @@ class Session:
     def busy(self) -> bool:
         return self._speaking is not None or not self._utterances.empty()
 
-    @property
-    def late_frames(self) -> int:
-        return self._pacer.late_frames
-
     async def send(self, message: dict[str, Any]) -> None:
         async with self._send_lock:
             await self._send_raw(message)
@@ -218,7 +214,7 @@ class Session:
                             first = _FirstAudio(time.monotonic(), event.cache, event.provider)
                     elif isinstance(event, AudioChunk):
                         for frame in framer.feed(event.audio):
-                            await self._pacer.wait_to_send(frame.duration_s, continuing=seq > 0)
+                            await self._pacer.wait_to_send(frame.duration_s)
                             if seq == 0:
                                 utterance.playback_offset_s = self._pacer.sent_s - frame.duration_s
                             await self.send(self._out.audio(utterance.id, seq, frame.audio))
@@ -228,7 +224,7 @@ class Session:
                         await self.send(protocol.error("upstream_interrupted", event.error.message))
                 index += 1
             for frame in framer.finish():
-                await self._pacer.wait_to_send(frame.duration_s, continuing=seq > 0)
+                await self._pacer.wait_to_send(frame.duration_s)
                 await self.send(self._out.audio(utterance.id, seq, frame.audio))
                 seq += 1
             await self.send(self._out.mark(utterance.id))

@@ -35,7 +35,6 @@ class SpokenSegment:
     audio: bytes
     provider: Provider
     voice_id: str | None
-    ttfb_s: float
     usage: ProviderUsage
     failed_attempts: tuple[str, ...] = field(default=())
 
@@ -50,6 +49,40 @@ class _Attempt:
     provider: TTSProvider
     voice: Voice
     budgeted: bool
+
+
+@dataclass(slots=True)
+class OpenedSegment:
+    """A segment's stream under way: its provider is settled, its first chunk is in."""
+
+    attempt: _Attempt
+    first: bytes
+    rest: AsyncGenerator[bytes, None]
+    usage: ProviderUsage
+    failed_attempts: tuple[str, ...] = ()
+
+    @property
+    def provider(self) -> Provider:
+        return self.attempt.provider.name
+
+    @property
+    def voice_id(self) -> str | None:
+        return self.attempt.voice.voice_id if self.attempt.budgeted else None
+
+    @property
+    def by_primary(self) -> bool:
+        return not self.failed_attempts
+
+    def spoken(self, segment: Segment, audio: bytes) -> SpokenSegment:
+        return SpokenSegment(
+            index=segment.index,
+            text=segment.text,
+            audio=audio,
+            provider=self.provider,
+            voice_id=self.voice_id,
+            usage=self.usage,
+            failed_attempts=self.failed_attempts,
+        )
 
 
 class ProviderChain:
@@ -112,7 +145,8 @@ class ProviderChain:
             try:
                 async with self._open_attempt(attempt, request, priority, deadline) as opened:
                     chunks = [opened.first] + [chunk async for chunk in opened.rest]
-                return opened.spoken(segment, b"".join(chunks), tuple(failures))
+                opened.failed_attempts = tuple(failures)
+                return opened.spoken(segment, b"".join(chunks))
             except ProviderError as exc:
                 await self._note_failure(segment, attempt, exc, failures, skip)
         raise _unavailable(failures)
@@ -125,7 +159,7 @@ class ProviderChain:
         language: Language,
         wire: FormatSpec,
         priority: Priority = Priority.LIVE,
-    ) -> AsyncIterator["OpenedSegment"]:
+    ) -> AsyncIterator[OpenedSegment]:
         """The first provider that starts speaking, with its first chunk, for streaming.
 
         Once the first chunk is out the segment stays with that provider: a failure later in
@@ -146,7 +180,8 @@ class ProviderChain:
                 except ProviderError as exc:
                     await self._note_failure(segment, attempt, exc, failures, skip)
                     continue
-                yield OpenedSegment(attempt=opened, failed_attempts=tuple(failures))
+                opened.failed_attempts = tuple(failures)
+                yield opened
                 return
         raise _unavailable(failures)
 
@@ -197,10 +232,9 @@ class ProviderChain:
     @asynccontextmanager
     async def _open_attempt(
         self, attempt: _Attempt, request: ProviderRequest, priority: Priority, deadline: float
-    ) -> AsyncIterator["_OpenAttempt"]:
+    ) -> AsyncIterator[OpenedSegment]:
         """One provider's stream, opened until its first chunk (within the budget)."""
         async with self._slot(attempt, priority, deadline):
-            started = time.monotonic()
             usage = ProviderUsage()
             async with aclosing(attempt.provider.stream(request, usage)) as stream:
                 try:
@@ -213,67 +247,9 @@ class ProviderChain:
                     ) from exc
                 if not first:
                     raise UpstreamProtocolError(attempt.provider.name, "the stream held no audio")
-                opened = _OpenAttempt(attempt, first, stream, usage, time.monotonic() - started)
-                yield opened
+                yield OpenedSegment(attempt, first, stream, usage)
             if self._limiter is not None and attempt.budgeted:
                 self._limiter.observe_plan_limit(usage.max_concurrent_requests)
-
-
-@dataclass(slots=True)
-class _OpenAttempt:
-    attempt: _Attempt
-    first: bytes
-    rest: AsyncGenerator[bytes, None]
-    usage: ProviderUsage
-    ttfb_s: float
-
-    def spoken(self, segment: Segment, audio: bytes, failures: tuple[str, ...]) -> SpokenSegment:
-        return SpokenSegment(
-            index=segment.index,
-            text=segment.text,
-            audio=audio,
-            provider=self.attempt.provider.name,
-            voice_id=self.attempt.voice.voice_id if self.attempt.budgeted else None,
-            ttfb_s=self.ttfb_s,
-            usage=self.usage,
-            failed_attempts=failures,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class OpenedSegment:
-    """A segment's stream under way: its provider is settled, its first chunk is in."""
-
-    attempt: _OpenAttempt
-    failed_attempts: tuple[str, ...]
-
-    @property
-    def provider(self) -> Provider:
-        return self.attempt.attempt.provider.name
-
-    @property
-    def voice_id(self) -> str | None:
-        return self.attempt.attempt.voice.voice_id if self.attempt.attempt.budgeted else None
-
-    @property
-    def first(self) -> bytes:
-        return self.attempt.first
-
-    @property
-    def rest(self) -> AsyncGenerator[bytes, None]:
-        return self.attempt.rest
-
-    @property
-    def usage(self) -> ProviderUsage:
-        return self.attempt.usage
-
-    @property
-    def ttfb_s(self) -> float:
-        return self.attempt.ttfb_s
-
-    @property
-    def by_primary(self) -> bool:
-        return not self.failed_attempts
 
 
 def _unavailable(failures: list[str]) -> SynthesisUnavailableError:

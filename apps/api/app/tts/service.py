@@ -14,7 +14,7 @@ from enum import StrEnum
 from app.analytics.rollups import Rollups, Sample
 from app.audio import codecs, container, quality
 from app.audio.formats import FormatSpec, spec_of
-from app.cache.audio_cache import AudioCache
+from app.cache.audio_cache import AudioCache, Lookup
 from app.cache.entry import CacheEntry, new_entry
 from app.cache.keys import cache_key
 from app.cache.single_flight import Computed, SingleFlight
@@ -251,9 +251,7 @@ class SynthesisService:
             self._rollups.record(_sample(plan, delivered, outcome, elapsed))
 
     async def _segments(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
-        found = None
-        if plan.request.cache:
-            found = await self._cache.lookup(list(plan.keys), plan.wire.format.value)
+        found = await self._lookup(plan)
         jobs = [
             lambda i=i: self._segment(plan, i, found.entries[i] if found else None, found is None)
             for i in range(len(plan.segments))
@@ -273,9 +271,7 @@ class SynthesisService:
         started = asyncio.get_running_loop().time()
         delivered: list[SegmentResult] = []
         outcome = "error"
-        found = None
-        if plan.request.cache:
-            found = await self._cache.lookup(list(plan.keys), plan.wire.format.value)
+        found = await self._lookup(plan)
         queues: list[asyncio.Queue[StreamEvent | Exception]] = [
             asyncio.Queue() for _ in plan.segments
         ]
@@ -367,6 +363,12 @@ class SynthesisService:
             await self._cache.store(plan.keys[index], entry)
         result = _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=True)
         queue.put_nowait(SegmentEnded(result))
+
+    async def _lookup(self, plan: SynthesisPlan) -> Lookup | None:
+        """The cache's entries for the plan's segments; None when the cache is not used."""
+        if not plan.request.cache:
+            return None
+        return await self._cache.lookup(list(plan.keys), plan.wire.format.value)
 
     async def synthesize_all(self, plan: SynthesisPlan) -> SynthesisResult:
         """The whole text as one deliverable body (one WAV header, MP3 frames joined)."""

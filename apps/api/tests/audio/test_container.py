@@ -95,7 +95,7 @@ def test_raw_formats_concatenate_byte_exactly(fmt: OutputFormat) -> None:
     body = container.deliverable(wire_parts, spec)
 
     assert body == b"".join(wire_parts)
-    assert container.join_wire(wire_parts, spec) == body
+    assert container.join_wire(wire_parts) == body
 
 
 @pytest.mark.parametrize("fmt", [f for f, s in FORMATS.items() if s.encoding == "mp3"])
