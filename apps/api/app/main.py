@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from app.api import health
-from app.api.router import api_router
+from app.api.router import include_voice_api
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
@@ -23,8 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=make_lifespan(settings),
     )
     install_error_handlers(app)
+    include_voice_api(app)
     app.include_router(health.router)
-    app.include_router(api_router)
     # Added last = outermost: the request id exists before anything can refuse the request.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

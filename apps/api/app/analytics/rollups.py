@@ -7,16 +7,16 @@ inside the bucket, as Prometheus' histogram_quantile does). Recording never dela
 and what cannot be written while Redis is away is dropped.
 """
 
-import asyncio
 import bisect
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from app.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ class Sample:
         return self
 
     def merge(self, other: "Sample") -> None:
+        add = self.add  # every request merges one sample: kept to plain dict work
         for name, amount in other.add.items():
-            self.count(name, amount)
+            add[name] = add.get(name, 0) + amount
         for name, value in other.maxima.items():
             self.peak(name, value)
 
@@ -76,36 +77,24 @@ class Rollups:
     def __init__(self, redis: Redis, flush_every_s: float = 1.0) -> None:
         self._redis = redis
         self._record = redis.register_script(_RECORD)
-        self._flush_every_s = flush_every_s
         self._pending: dict[int, Sample] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = asyncio.Event()
+        self._flusher = Periodic("rollups", self.flush, flush_every_s)
 
     def record(self, sample: Sample) -> None:
         """Add `sample` to the current minute (written within a second)."""
         self._pending.setdefault(int(time.time() // 60), Sample()).merge(sample)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._keep_flushing(), name="rollups")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        self._stopped.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.flush()
+        await self._flusher.stop()
 
     async def flush(self) -> None:
         """Write what this process has gathered so far."""
         pending, self._pending = self._pending, {}
         for minute, sample in pending.items():
             await self._write(sample, minute)
-
-    async def _keep_flushing(self) -> None:
-        while not self._stopped.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), self._flush_every_s)
-            await self.flush()
 
     async def _write(self, sample: Sample, minute: int) -> None:
         args: list[str | float | int] = [RETENTION_S, len(sample.add)]

@@ -1,12 +1,18 @@
-"""The audio cache in Redis: lookups in one round trip, TTL policy, promotion of hot segments.
+"""The audio cache in Redis: one round trip per lookup, TTL policy, promotion of hot segments.
 
 A cache outage is never an error: the failing call answers "unavailable" (the request goes on
 without cache, `X-Cache: bypass`) and Redis is left alone for a moment before it is tried
 again, so a dead server costs one timeout per pause, not one per request.
+
+A hit is a plain GET (MGET for several segments). Hits are counted in memory and written once
+a second in one script call (as the analytics rollups are), where segments hit often enough
+are promoted to the long TTL: counting in the read itself made every hit a script call, a
+third dearer.
 """
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -14,30 +20,25 @@ from redis.exceptions import RedisError
 
 from app.cache.entry import CacheEntry, CorruptEntryError, decode_entry, encode_entry
 from app.config import CacheSettings
+from app.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
 HITS_PREFIX = "sv:audio-hits:"
+HITS_FLUSH_EVERY_S = 1.0
 
-# KEYS: audio key 1, its hits key, audio key 2, its hits key, ...; ARGV: long ttl, promote-at.
-# Returns the values (false for misses) and, last, how many segments were promoted. Counting
-# hits in the same round trip as the read keeps a cache hit at one Redis call.
-_LOOKUP = """
-local values = {}
+# KEYS: audio key 1, its hits key, audio key 2, its hits key, ...; ARGV: long ttl, promote-at,
+# then the hits to add for each pair. Returns how many segments were promoted.
+_COUNT_HITS = """
 local promoted = 0
 for i = 1, #KEYS, 2 do
-  local value = redis.call('GET', KEYS[i])
-  values[#values + 1] = value
-  if value then
-    local hits = redis.call('INCR', KEYS[i + 1])
-    redis.call('EXPIRE', KEYS[i + 1], ARGV[1])
-    if hits >= tonumber(ARGV[2]) and redis.call('TTL', KEYS[i]) < tonumber(ARGV[1]) then
-      promoted = promoted + redis.call('EXPIRE', KEYS[i], ARGV[1])
-    end
+  local hits = redis.call('INCRBY', KEYS[i + 1], ARGV[2 + (i + 1) / 2])
+  redis.call('EXPIRE', KEYS[i + 1], ARGV[1])
+  if hits >= tonumber(ARGV[2]) and redis.call('TTL', KEYS[i]) < tonumber(ARGV[1]) then
+    promoted = promoted + redis.call('EXPIRE', KEYS[i], ARGV[1])
   end
 end
-values[#values + 1] = promoted
-return values
+return promoted
 """
 
 
@@ -54,9 +55,17 @@ class AudioCache:
         self._redis = redis
         self._settings = settings
         self._paused_until = 0.0
-        self._lookup = redis.register_script(_LOOKUP)
+        self._count_hits = redis.register_script(_COUNT_HITS)
+        self._hits: Counter[str] = Counter()
+        self._hits_flusher = Periodic("cache-hits", self.flush_hits, HITS_FLUSH_EVERY_S)
         self.corrupt_seen = 0
         self.promotions = 0
+
+    def start(self) -> None:
+        self._hits_flusher.start()
+
+    async def stop(self) -> None:
+        await self._hits_flusher.stop()
 
     @property
     def available(self) -> bool:
@@ -67,7 +76,7 @@ class AudioCache:
         self._paused_until = time.monotonic() + self._settings.outage_pause_s
 
     async def lookup(self, keys: list[str], wire_format: str) -> Lookup | None:
-        """The entries for `keys` in one round trip (hits counted, hot ones promoted).
+        """The entries for `keys` in one round trip (their hits counted).
 
         None when the cache cannot be used now.
         """
@@ -75,24 +84,37 @@ class AudioCache:
             return None
         if not keys:
             return Lookup([], 0)
-        script_keys = [k for key in keys for k in (key, HITS_PREFIX + key.rsplit(":", 1)[-1])]
         try:
-            *values, promoted = await self._lookup(
-                keys=script_keys,
-                args=[self._settings.catalog_ttl_s, self._settings.promote_after_hits],
+            # Most texts are one sentence: GET answers one key for less than MGET.
+            values = (
+                [await self._redis.get(keys[0])] if len(keys) == 1 else await self._redis.mget(keys)
             )
         except (RedisError, OSError) as exc:
             self._pause(exc)
             return None
-        self.promotions += int(promoted)
         entries: list[CacheEntry | None] = []
         corrupt = 0
         for key, value in zip(keys, values, strict=True):
             entry = self._decode(key, value, wire_format)
+            if entry is not None:
+                self._hits[key] += 1
             corrupt += value is not None and entry is None
             entries.append(entry)
         self.corrupt_seen += corrupt
         return Lookup(entries, corrupt)
+
+    async def flush_hits(self) -> None:
+        """Add the hits counted since the last flush; promote the segments now hot enough."""
+        if not self._hits:
+            return
+        hits, self._hits = self._hits, Counter()
+        keys = [k for key in hits for k in (key, HITS_PREFIX + key.rsplit(":", 1)[-1])]
+        args = [self._settings.catalog_ttl_s, self._settings.promote_after_hits, *hits.values()]
+        try:
+            self.promotions += int(await self._count_hits(keys=keys, args=args))
+        except (RedisError, OSError) as exc:
+            # Counts are a hint for the TTL policy: losing a second of them is harmless.
+            logger.debug("%d cache hit counts dropped (%s)", len(hits), type(exc).__name__)
 
     async def get(self, key: str, wire_format: str) -> CacheEntry | None:
         found = await self.lookup([key], wire_format)

@@ -3,10 +3,10 @@
 import re
 import uuid
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_RAW = REQUEST_ID_HEADER.lower().encode()
 # A caller's id is kept only if it is short and plain, so it is safe in logs and headers.
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -21,14 +21,17 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming = _header(scope, _REQUEST_ID_RAW)
         request_id = incoming if incoming and _ACCEPTABLE_ID.match(incoming) else uuid.uuid4().hex
         # A copy per request: some servers hand every request the same state mapping.
         scope["state"] = {**scope.get("state", {}), "request_id": request_id}
 
+        header = (_REQUEST_ID_RAW, request_id.encode("latin-1"))
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                # Appended, not set: no route sets it, and MutableHeaders rebuilds the list.
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -252,6 +252,12 @@ class SynthesisService:
 
     async def _segments(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
         found = await self._lookup(plan)
+        if found is not None and None not in found.entries:
+            # Everything is cached: nothing to run concurrently, so no tasks to start.
+            for seg, entry in zip(plan.segments, found.entries, strict=True):
+                assert entry is not None
+                yield _from_entry(seg, entry, CacheOutcome.HIT, first_audio_s=0.0)
+            return
         jobs = [
             lambda i=i: self._segment(plan, i, found.entries[i] if found else None, found is None)
             for i in range(len(plan.segments))
