@@ -6,4 +6,4 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY apps/api apps/api
 WORKDIR /srv/apps/api
 EXPOSE 8000
-CMD ["uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "app.serve", "--host", "0.0.0.0", "--port", "8000"]

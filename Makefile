@@ -34,7 +34,7 @@ redis: deps ## make sure the configured Redis answers (starts a local redis-serv
 	cd $(API) && $(BIN)/python -m app.ops.local_redis ensure
 
 run: redis ## start the API on HOST:PORT (offline engine when ELEVEN_LABS_API_KEY is unset)
-	cd $(API) && exec $(BIN)/uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT)
+	cd $(API) && exec $(BIN)/python -m app.serve --host $(HOST) --port $(PORT)
 
 test: dev-deps ## run the whole suite (it starts its own private redis-server)
 	cd $(API) && $(BIN)/python -m app.ops.local_redis install >/dev/null

@@ -72,6 +72,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app.audio.formats import OutputFormat, spec_of
 from app.cache.keys import KEY_PREFIX
 from app.ops.local_redis import free_port
+from app.serve import SERVER_OPTIONS
 from bench.services import (
     RawCaller,
     api_env,
@@ -173,7 +174,7 @@ def serve_baseline(port: int, redis_url: str, keys_file: Path, output_format: st
     # need not walk it (otherwise its full collections stall the baseline for tens of ms).
     gc.freeze()
     app = BaselineApp(redis_url, keys, spec_of(OutputFormat(output_format)).media_type)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, **SERVER_OPTIONS)
     uvicorn.Server(config).run()
 
 

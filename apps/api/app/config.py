@@ -102,6 +102,9 @@ class LimiterSettings(BaseModel):
 class StreamingSettings(BaseModel):
     # Audio sent ahead of what the listener has heard; barge-in is heard within this.
     max_lead_ms: int = Field(default=300, ge=20, le=5000)
+    # Once the lead is full, sending waits until this much has played, then tops it up in
+    # one burst: a wake-up per burst, not per 20 ms frame (at most half the lead is used).
+    send_quantum_ms: int = Field(default=100, ge=1)
     # A session with no message and nothing to say for this long is closed (code 1000).
     idle_timeout_s: float = Field(default=60.0, gt=0)
     max_message_bytes: int = Field(default=65_536, ge=1024)

@@ -16,7 +16,7 @@ API_DIR = Path(__file__).resolve().parents[1]
 
 
 class ApiProcess:
-    """`uvicorn app.main:create_app --factory` on a free loopback port, with its own env."""
+    """`python -m app.serve` (as `make run` starts it) on a free loopback port, with its own env."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self.port = free_port()
@@ -27,7 +27,7 @@ class ApiProcess:
 
     def start(self) -> "ApiProcess":
         command = [
-            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+            sys.executable, "-m", "app.serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
         ]  # fmt: skip
         with self._log_path.open("wb") as log:

@@ -38,7 +38,7 @@ async def stream_session(
     session = Session(
         session_id,
         synthesizer,
-        websocket.send_json,
+        websocket.send_text,
         settings.streaming,
         settings.synthesis.min_segment_chars,
         settings.synthesis.max_segment_chars,

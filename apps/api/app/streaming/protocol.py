@@ -1,6 +1,7 @@
 """The WebSocket session's messages (DESIGN §5): what a client may send, what it gets back."""
 
 import base64
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -67,6 +68,7 @@ class Outbound:
         self.style = start.frames
         self.stream_sid = start.stream_sid
         self.output_format = start.output_format
+        self._sid_json = _json(start.stream_sid)
 
     def ready(self) -> dict[str, Any]:
         return {
@@ -76,11 +78,18 @@ class Outbound:
             "sample_rate": spec_of(self.output_format).sample_rate,
         }
 
-    def audio(self, utterance_id: str, seq: int, audio: bytes) -> dict[str, Any]:
+    def audio(self, utterance_id: str, seq: int, audio: bytes) -> str:
+        """An audio frame's message, as JSON text already.
+
+        Fifty go out a second on every call: built from escaped pieces, not by json.dumps of
+        a dict, it costs a fraction (base64 needs no escaping).
+        """
         payload = base64.b64encode(audio).decode("ascii")
         if self.style == FrameStyle.TWILIO:
-            return {"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}}
-        return {"type": "audio", "utterance_id": utterance_id, "seq": seq, "audio": payload}
+            sid = self._sid_json
+            return f'{{"event":"media","streamSid":{sid},"media":{{"payload":"{payload}"}}}}'
+        uid = _json(utterance_id)
+        return f'{{"type":"audio","utterance_id":{uid},"seq":{seq},"audio":"{payload}"}}'
 
     def mark(self, name: str) -> dict[str, Any]:
         if self.style == FrameStyle.TWILIO:
@@ -113,3 +122,12 @@ def error(code: str, message: str, recoverable: bool = True) -> dict[str, Any]:
 
 
 PONG = {"type": "pong"}
+
+
+def to_text(message: dict[str, Any]) -> str:
+    """A message as the JSON text sent (the same separators as the prebuilt audio frames)."""
+    return _json(message)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

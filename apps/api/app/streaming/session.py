@@ -35,7 +35,7 @@ from app.tts.service import (
 
 logger = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+SendText = Callable[[str], Awaitable[None]]
 _MESSAGES: TypeAdapter[protocol.ClientMessage] = TypeAdapter(protocol.ClientMessage)
 _DONE = object()
 
@@ -52,14 +52,14 @@ class Session:
         self,
         session_id: str,
         synthesizer: SynthesisService,
-        send: Send,
+        send_text: SendText,
         settings: StreamingSettings,
         min_segment_chars: int,
         max_segment_chars: int,
     ) -> None:
         self.session_id = session_id
         self._synthesizer = synthesizer
-        self._send_raw = send
+        self._send_text = send_text
         self._settings = settings
         self._segment_bounds = (min_segment_chars, max_segment_chars)
         self._send_lock = asyncio.Lock()
@@ -69,7 +69,7 @@ class Session:
         self._open: dict[str, Utterance] = {}
         self._speaking: Utterance | None = None
         self._speaker: asyncio.Task[None] | None = None
-        self._pacer = Pacer(settings.max_lead_ms / 1000)
+        self._pacer = Pacer(settings.max_lead_ms / 1000, settings.send_quantum_ms / 1000)
         self._ending = False
         self.finished = asyncio.Event()
 
@@ -77,9 +77,11 @@ class Session:
     def busy(self) -> bool:
         return self._speaking is not None or not self._utterances.empty()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any] | str) -> None:
+        """Send a message (a dict, or JSON text already built), one at a time."""
+        text = message if isinstance(message, str) else protocol.to_text(message)
         async with self._send_lock:
-            await self._send_raw(message)
+            await self._send_text(text)
 
     # Messages in.
 

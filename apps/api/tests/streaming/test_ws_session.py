@@ -270,3 +270,14 @@ async def test_an_upstream_failure_mid_utterance_is_reported_and_the_session_goe
     assert sum(m.get("type") == "audio" for m in broken) == 3 * 25  # what arrived was played
     assert sum(m.get("type") == "audio" for m in healthy) > 200
     assert not [m for m in healthy if m.get("type") == "error"]
+
+
+async def test_frames_are_not_compressed_even_when_the_client_offers_deflate(
+    connect: Any,
+) -> None:
+    ws = await connect("call-plain")  # the websockets client offers permessage-deflate
+
+    assert ws.response is not None
+    assert "Sec-WebSocket-Extensions" not in ws.response.headers
+    await _send(ws, {"type": "start", "output_format": "ulaw_8000"})
+    assert (await _recv(ws))["type"] == "ready"

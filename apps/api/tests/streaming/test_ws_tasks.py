@@ -10,6 +10,7 @@ import websockets
 
 from app.config import Settings
 from app.main import create_app
+from app.serve import SERVER_OPTIONS
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,11 @@ pytestmark = pytest.mark.integration
 async def served(upstream_settings: Settings) -> AsyncIterator[str]:
     """The app on a real uvicorn, in this loop, so its tasks can be counted here."""
     config = uvicorn.Config(
-        create_app(upstream_settings), host="127.0.0.1", port=0, log_level="warning"
+        create_app(upstream_settings),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        **SERVER_OPTIONS,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
