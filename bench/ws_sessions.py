@@ -5,14 +5,22 @@ What it measures
 One API process (started as `make run` starts it) with the audio cache disabled
 (`CACHE__ENABLED=false`, so every sentence goes upstream) speaks to the fake ElevenLabs (first
 byte after `--ttfb` s, default 0.25; the whole body right after). `--sessions` WebSocket
-sessions (default 1000) are opened by `websockets` clients, started evenly over `--ramp` s,
+sessions (default 1000) are opened by `websockets` clients, started evenly over `--ramp` s
+(default 25),
 all in one asyncio loop per client process (`--client-procs`, default 1; the fake runs in a
 thread of the parent process, not in a client process). Each session sends `start`
 (`ulaw_8000`, 20 ms JSON frames), then two utterances of two sentences each, each utterance as
 two text pieces, one sentence each, the space leading the second piece as LLM tokens carry
-it (a trailing space on the first piece is dropped by the app and the two sentences get glued
-into one: see the report), the second with `flush`; the second utterance is sent once the
-first one's `mark` and `metrics` have arrived (a caller's turn in between), then `end`.
+it, the second with `flush`; the second utterance is sent `--turn` s (default 20: the
+caller speaks) after the first one's `mark` and `metrics` have arrived, then `end`.
+
+Why a ramp and a turn: every sentence holds one of the 50 upstream slots for about the TTFB,
+so the upstream can start about 50 / 0.27 s ≈ 185 sentences a second, whatever the gateway
+does. A session asks for 4; 1,000 sessions asking within 5 s would need ~800 a second, and
+any gateway honouring the limit would queue them. Spread over a 25 s ramp the demand is ~160
+a second (~43 slots), and with a 20 s turn each session lasts ~28 s, so all of them are
+connected at once: `peak open` in the table is the most sessions connected at the same
+moment (from the clients' own open and close times).
 
 Texts: a pool of `--texts` utterance pairs (default 40) that sessions take in turn; the cache
 is off, so a repeated text still goes upstream, and streamed misses skip single-flight. A pool
@@ -60,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "apps" / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.version import version as websockets_version
 
 from bench.services import (
@@ -99,16 +108,19 @@ class SessionResult:
     late: int = 0
     max_late_ms: float = 0.0
     providers: list[str] = field(default_factory=list)
+    # time.monotonic() is one clock for every process of the machine.
+    opened_at: float = 0.0
+    closed_at: float = 0.0
 
 
 async def _run_session(
-    url: str, number: int, pair: int, start_at: float, max_seconds: float
+    url: str, number: int, pair: int, start_at: float, turn_s: float, max_seconds: float
 ) -> SessionResult:
     result = SessionResult()
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     try:
         async with asyncio.timeout(max_seconds):
-            await _converse(url, number, pair, result)
+            await _converse(url, number, pair, turn_s, result)
         result.ok = not result.failure
     except TimeoutError:
         result.failure = result.failure or "timeout"
@@ -117,58 +129,74 @@ async def _run_session(
     return result
 
 
-async def _converse(url: str, number: int, pair: int, result: SessionResult) -> None:
+async def _converse(url: str, number: int, pair: int, turn_s: float, result: SessionResult) -> None:
     async with websockets.connect(
         f"{url}{PATH}s{number}", max_size=None, open_timeout=None, ping_interval=None
     ) as ws:
-        await ws.send(json.dumps({"type": "start", "output_format": FORMAT, "frame_ms": 20}))
-        ready = json.loads(await ws.recv())
-        if ready.get("type") != "ready":
-            result.failure = f"no ready: {ready.get('code', ready.get('type'))}"
-            return
-        for index, (first, second) in enumerate(utterances(pair)):
-            uid = f"u{index}"
-            await ws.send(json.dumps({"type": "text", "utterance_id": uid, "text": first}))
-            await ws.send(
-                json.dumps(
-                    {"type": "text", "utterance_id": uid, "text": " " + second, "flush": True}
-                )
-            )
-            t0: float | None = None
-            played_s = 0.0
-            while True:
-                raw = await ws.recv()
-                now = time.monotonic()
-                message = json.loads(raw)
-                kind = message.get("type")
-                if kind == "audio":
-                    if t0 is None:
-                        t0 = now
-                    late_s = now - (t0 + played_s)
-                    if late_s > 0:
-                        result.late += 1
-                        result.max_late_ms = max(result.max_late_ms, late_s * 1000)
-                    payload: str = message["audio"]
-                    size = len(payload) * 3 // 4 - payload.count("=", -2)
-                    played_s += size / BYTES_PER_SECOND
-                    result.frames += 1
-                elif kind == "metrics":
-                    result.ttfa_ms.append(float(message["ttfa_ms"]))
-                    result.providers.append(str(message["provider"]))
-                    break
-                elif kind == "error":
-                    result.failure = result.failure or f"error {message.get('code')}"
-        await ws.send(json.dumps({"type": "end"}))
+        result.opened_at = time.monotonic()
         try:
-            async with asyncio.timeout(10):
-                async for _ in ws:
-                    pass
-        except TimeoutError:
-            result.failure = result.failure or "no close after end"
+            await _speak_utterances(ws, pair, turn_s, result)
+        finally:
+            result.closed_at = time.monotonic()
+
+
+async def _speak_utterances(
+    ws: ClientConnection, pair: int, turn_s: float, result: SessionResult
+) -> None:
+    await ws.send(json.dumps({"type": "start", "output_format": FORMAT, "frame_ms": 20}))
+    ready = json.loads(await ws.recv())
+    if ready.get("type") != "ready":
+        result.failure = f"no ready: {ready.get('code', ready.get('type'))}"
+        return
+    for index, (first, second) in enumerate(utterances(pair)):
+        if index:
+            await asyncio.sleep(turn_s)  # the caller's turn
+        uid = f"u{index}"
+        await ws.send(json.dumps({"type": "text", "utterance_id": uid, "text": first}))
+        await ws.send(
+            json.dumps({"type": "text", "utterance_id": uid, "text": " " + second, "flush": True})
+        )
+        t0: float | None = None
+        played_s = 0.0
+        while True:
+            raw = await ws.recv()
+            now = time.monotonic()
+            message = json.loads(raw)
+            kind = message.get("type")
+            if kind == "audio":
+                if t0 is None:
+                    t0 = now
+                late_s = now - (t0 + played_s)
+                if late_s > 0:
+                    result.late += 1
+                    result.max_late_ms = max(result.max_late_ms, late_s * 1000)
+                payload: str = message["audio"]
+                size = len(payload) * 3 // 4 - payload.count("=", -2)
+                played_s += size / BYTES_PER_SECOND
+                result.frames += 1
+            elif kind == "metrics":
+                result.ttfa_ms.append(float(message["ttfa_ms"]))
+                result.providers.append(str(message["provider"]))
+                break
+            elif kind == "error":
+                result.failure = result.failure or f"error {message.get('code')}"
+    await ws.send(json.dumps({"type": "end"}))
+    try:
+        async with asyncio.timeout(10):
+            async for _ in ws:
+                pass
+    except TimeoutError:
+        result.failure = result.failure or "no close after end"
 
 
 def client_worker(
-    url: str, numbers: list[int], texts: int, ramp_s: float, max_seconds: float, delay_s: float
+    url: str,
+    numbers: list[int],
+    texts: int,
+    ramp_s: float,
+    turn_s: float,
+    max_seconds: float,
+    delay_s: float,
 ) -> tuple[list[SessionResult], float, float]:
     """One client process: its sessions in one asyncio loop; results, CPU s, wall s."""
 
@@ -177,7 +205,7 @@ def client_worker(
         total = max(1, max(numbers) + 1)
         return await asyncio.gather(
             *(
-                _run_session(url, n, n % texts, base + ramp_s * n / total, max_seconds)
+                _run_session(url, n, n % texts, base + ramp_s * n / total, turn_s, max_seconds)
                 for n in numbers
             )
         )
@@ -217,6 +245,21 @@ class RunResult:
         return max((r.max_late_ms for r in self.results), default=0.0)
 
     @property
+    def peak_open(self) -> int:
+        """The most sessions connected at the same moment."""
+        events = sorted(
+            (t, step)
+            for r in self.results
+            if r.opened_at
+            for t, step in ((r.opened_at, 1), (r.closed_at or r.opened_at, -1))
+        )
+        peak = open_now = 0
+        for _, step in events:
+            open_now += step
+            peak = max(peak, open_now)
+        return peak
+
+    @property
     def late_sessions(self) -> int:
         return sum(r.late > 0 for r in self.results)
 
@@ -247,7 +290,7 @@ def run_level(
         jobs = [
             pool.apply_async(
                 client_worker,
-                (url, share, args.texts, args.ramp, args.max_seconds, 1.0),
+                (url, share, args.texts, args.ramp, args.turn, args.max_seconds, 1.0),
             )
             for share in shares
             if share
@@ -275,9 +318,10 @@ def print_report(args: argparse.Namespace, runs: list[RunResult], warm: RunResul
         print(line)
     print(
         f"- Workload: each session `start` ({FORMAT}, 20 ms JSON frames), 2 utterances × 2 "
-        f"sentences (~8 s of audio), second utterance after the first's mark; sessions started "
-        f"evenly over {args.ramp:g} s; {args.texts} text pairs taken in turn, cache disabled "
-        f"(every sentence upstream); fake TTFB {ttfb_ms:.0f} ms, body right after"
+        f"sentences (~8 s of audio), the second {args.turn:g} s (the caller's turn) after the "
+        f"first's mark; sessions started evenly over {args.ramp:g} s; {args.texts} text pairs "
+        f"taken in turn, cache disabled (every sentence upstream); fake TTFB {ttfb_ms:.0f} ms, "
+        f"body right after"
     )
     print(
         f"- Clients: `websockets` {websockets_version}, {args.client_procs} client "
@@ -289,15 +333,17 @@ def print_report(args: argparse.Namespace, runs: list[RunResult], warm: RunResul
     )
     print()
     print(
-        "| sessions | completed | failed | overhead p50 ms | p95 ms | p99 ms | frames | late "
-        "frames | sessions with late | max late ms | upstream peak | upstream requests "
-        "| providers | API CPU cores | client CPU cores | wall s | failures |"
+        "| sessions | peak open | completed | failed | overhead p50 ms | p95 ms | p99 ms "
+        "| frames | late frames | sessions with late | max late ms | upstream peak "
+        "| upstream requests | providers | API CPU cores | client CPU cores | wall s | failures |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
+    print(
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"
+    )
     for run in runs:
         clients = "+".join(f"{c:.2f}" for c in run.client_cores)
         print(
-            f"| {run.sessions} | {run.sessions - run.failed} | {run.failed} "
+            f"| {run.sessions} | {run.peak_open} | {run.sessions - run.failed} | {run.failed} "
             f"| {run.overhead(0.5, ttfb_ms):.1f} | {run.overhead(0.95, ttfb_ms):.1f} "
             f"| {run.overhead(0.99, ttfb_ms):.1f} | {run.frames:,} | {run.late:,} "
             f"| {run.late_sessions} | {run.max_late_ms:.0f} | {run.peak_upstream} "
@@ -330,10 +376,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--sweep", default="1500,2000", help="further session counts, comma-separated ('' none)"
     )
     parser.add_argument("--ttfb", type=float, default=0.25, help="the fake's first-byte delay s")
-    parser.add_argument("--ramp", type=float, default=5.0, help="sessions start over this many s")
+    parser.add_argument("--ramp", type=float, default=25.0, help="sessions start over this many s")
+    parser.add_argument(
+        "--turn", type=float, default=20.0, help="the caller's turn between the utterances, s"
+    )
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument("--texts", type=int, default=40, help="distinct utterance pairs")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="bound per session")
+    parser.add_argument("--max-seconds", type=float, default=90.0, help="bound per session")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.texts < 1 or args.client_procs < 1:
         parser.error("--sessions, --texts and --client-procs must be positive")
@@ -365,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _warm_args(args: argparse.Namespace) -> argparse.Namespace:
-    warm: dict[str, Any] = {**vars(args), "ramp": 0.0, "client_procs": 1}
+    warm: dict[str, Any] = {**vars(args), "ramp": 0.0, "turn": 0.0, "client_procs": 1}
     return argparse.Namespace(**warm)
 
 
