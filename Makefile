@@ -9,8 +9,9 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 API := $(CURDIR)/apps/api
 PYTEST_ARGS ?=
+WORKER_CONCURRENCY ?= 2
 
-.PHONY: help run test lint fmt deps dev-deps redis bench
+.PHONY: help run worker beat test lint fmt deps dev-deps redis bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +36,13 @@ redis: deps ## make sure the configured Redis answers (starts a local redis-serv
 
 run: redis ## start the API on HOST:PORT (offline engine when ELEVEN_LABS_API_KEY is unset)
 	cd $(API) && exec $(BIN)/python -m app.serve --host $(HOST) --port $(PORT)
+
+worker: redis ## start a Celery worker: bulk jobs, pre-generation, scheduled work
+	cd $(API) && exec $(BIN)/celery -A app.jobs.celery_app worker --loglevel=INFO \
+		--concurrency=$(WORKER_CONCURRENCY) --without-gossip --without-mingle
+
+beat: redis ## start beat (RedBeat: schedule and lock in Redis, so a second beat is harmless)
+	cd $(API) && exec $(BIN)/celery -A app.jobs.celery_app beat --loglevel=INFO
 
 test: dev-deps ## run the whole suite (it starts its own private redis-server)
 	cd $(API) && $(BIN)/python -m app.ops.local_redis install >/dev/null

@@ -21,8 +21,8 @@ import redis
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.lifespan import _redis_client
 from app.ops import local_redis
+from app.services import redis_client
 from bench.machine import cpu_model
 from tests.processes import ApiProcess
 from tests.processes import api_env as _test_env
@@ -46,7 +46,7 @@ def api_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 def app_redis_client(redis_url: str) -> Redis:
     """An asyncio client built by the app's own factory: the pool and options it runs with."""
-    return _redis_client(redis_url, Settings())
+    return redis_client(redis_url, Settings())
 
 
 def flush(redis_url: str) -> None:

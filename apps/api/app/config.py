@@ -1,18 +1,24 @@
 """Typed settings: nested groups read from the environment and the repo's `.env`."""
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from app.audio.formats import OutputFormat
+
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 # env_file is resolved against the working directory only, so name it absolutely.
 ENV_FILE = Path(__file__).resolve().parents[3] / ".env"
@@ -26,6 +32,7 @@ SEED_NAMES: dict[str, tuple[str, str]] = {
     "CACHE_REDIS_URL": ("redis", "cache_url"),
     "MONITORING_WEBHOOK_URL": ("monitoring", "webhook_url"),
     "TWENTYONEDEV_API_KEY": ("monitoring", "api_key"),
+    "CELERY_BROKER_URL": ("jobs", "broker_url"),
 }
 
 
@@ -112,8 +119,70 @@ class StreamingSettings(BaseModel):
     messages_per_second: float = Field(default=50.0, gt=0)
 
 
+class JobsSettings(BaseModel):
+    """Celery: the broker, the beat schedule, and how bulk work is cut up and paced."""
+
+    # The broker and RedBeat live in the state Redis unless told otherwise.
+    broker_url: str | None = None
+    # The beat schedule's clock: 02:00, 08:00 and 17:00 are local times here.
+    timezone: str = "UTC"
+    maintain_at: str = Field(default="02:00", pattern=_CLOCK.pattern)
+    warm_up_at: list[str] = Field(default_factory=lambda: ["08:00", "17:00"], min_length=1)
+    evaluate_every_s: float = Field(default=60.0, gt=0)
+    # Items per chunk task: a killed worker redoes at most one chunk's unfinished items.
+    chunk_items: int = Field(default=25, ge=1, le=1000)
+    # Items of one chunk synthesized at once (each holds a bulk limiter slot while upstream).
+    item_concurrency: int = Field(default=20, ge=1, le=200)
+    foreground_max_items: int = Field(default=20, ge=1, le=100)
+    # How long job records and their audio are kept.
+    retention_s: int = Field(default=24 * 3600, ge=60)
+    # A bulk item may wait this long for a slot and first audio before the offline engine.
+    bulk_budget_s: float = Field(default=30.0, gt=0)
+    task_time_limit_s: int = Field(default=600, ge=10)
+    # An unacknowledged task is handed to another worker after this: above the longest task.
+    visibility_timeout_s: int = Field(default=900, ge=5)
+    # A crashed beat's lock passes to another beat process after this.
+    beat_lock_timeout_s: int = Field(default=30, ge=3)
+    beat_max_loop_interval_s: int = Field(default=5, ge=1)
+    pregenerate_formats: list[OutputFormat] = Field(
+        default_factory=lambda: [OutputFormat.MP3_44100_128, OutputFormat.ULAW_8000],
+        min_length=1,
+    )
+    # Catalog audio with less than this left to live is refreshed by maintenance.
+    refresh_before_s: int = Field(default=2 * 24 * 3600, ge=0)
+    # Cache Redis memory maintenance keeps below (0: 90 % of its maxmemory, if set).
+    cache_memory_budget_bytes: int = Field(default=0, ge=0)
+
+    @field_validator("warm_up_at")
+    @classmethod
+    def _times_are_clock_times(cls, value: list[str]) -> list[str]:
+        for at in value:
+            if not _CLOCK.match(at):
+                raise ValueError(f"{at!r} is not a HH:MM time")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> Self:
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError("visibility_timeout_s must be above task_time_limit_s")
+        if self.beat_lock_timeout_s <= self.beat_max_loop_interval_s:
+            raise ValueError("beat_lock_timeout_s must be above beat_max_loop_interval_s")
+        return self
+
+
 class ServerSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A bulk body holds up to 1000 texts of up to 5000 characters each.
+    max_bulk_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
 
 
 class MonitoringSettings(BaseModel):
@@ -154,6 +223,7 @@ class Settings(BaseSettings):
     limiter: LimiterSettings = LimiterSettings()
     streaming: StreamingSettings = StreamingSettings()
     server: ServerSettings = ServerSettings()
+    jobs: JobsSettings = JobsSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
     @classmethod

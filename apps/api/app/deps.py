@@ -6,11 +6,15 @@ from fastapi import Depends
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from app.agents import AgentStore
 from app.analytics.rollups import Rollups
 from app.cache.audio_cache import AudioCache
 from app.config import Settings
+from app.jobs.store import JobAudio, JobStore
+from app.jobs.submission import JobSubmitter
 from app.limits.upstream import UpstreamLimiter
 from app.streaming.registry import SessionRegistry
+from app.tts.language import LanguageDetector
 from app.tts.service import SynthesisService
 
 
@@ -54,3 +58,30 @@ LimiterDep = Annotated[UpstreamLimiter, Depends(get_limiter)]
 RollupsDep = Annotated[Rollups, Depends(get_rollups)]
 CacheRedisDep = Annotated[Redis, Depends(get_cache_redis)]
 SessionRegistryDep = Annotated[SessionRegistry, Depends(get_session_registry)]
+
+
+async def get_agents(conn: HTTPConnection) -> AgentStore:
+    return cast(AgentStore, conn.state.agents)
+
+
+async def get_jobs(conn: HTTPConnection) -> JobStore:
+    return cast(JobStore, conn.state.jobs)
+
+
+async def get_job_audio(conn: HTTPConnection) -> JobAudio:
+    return cast(JobAudio, conn.state.job_audio)
+
+
+async def get_submitter(conn: HTTPConnection) -> JobSubmitter:
+    return cast(JobSubmitter, conn.state.submitter)
+
+
+async def get_detector(conn: HTTPConnection) -> LanguageDetector:
+    return cast(LanguageDetector, conn.state.detector)
+
+
+AgentsDep = Annotated[AgentStore, Depends(get_agents)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+JobAudioDep = Annotated[JobAudio, Depends(get_job_audio)]
+SubmitterDep = Annotated[JobSubmitter, Depends(get_submitter)]
+DetectorDep = Annotated[LanguageDetector, Depends(get_detector)]

@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from app.api import health
-from app.api.router import include_voice_api
+from app.api.router import BULK_PATH, include_voice_api
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
@@ -26,6 +26,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     include_voice_api(app)
     app.include_router(health.router)
     # Added last = outermost: the request id exists before anything can refuse the request.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.server.max_body_bytes,
+        path_limits={BULK_PATH: settings.server.max_bulk_body_bytes},
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

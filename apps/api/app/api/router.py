@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, FastAPI
 
-from app.api import performance, profiles, streaming, synthesize, ws_stream
+from app.api import agents, jobs, performance, profiles, streaming, synthesize, ws_stream
 
 VOICE_PREFIX = "/api/v1/voice"
 
@@ -12,9 +12,12 @@ VOICE_ROUTERS: tuple[APIRouter, ...] = (
     synthesize.router,
     streaming.router,
     ws_stream.router,
+    jobs.router,
+    agents.router,
     profiles.router,
     performance.router,
 )
+BULK_PATH = VOICE_PREFIX + "/streaming/synthesize/bulk"
 
 
 def include_voice_api(app: FastAPI) -> None:

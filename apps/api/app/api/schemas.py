@@ -26,3 +26,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _error("The request is not valid: which field and why are in `details`."),
     503: _error("No provider could speak right now; retry after `Retry-After` seconds."),
 }
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: _error("No such resource (its id is in `details`)."),
+    422: _error("The id is not valid."),
+}

@@ -30,7 +30,7 @@ router = APIRouter(prefix="/streaming", tags=["streaming"])
     },
 )
 async def stream_speech(body: SynthesizeRequest, synthesizer: SynthesizerDep) -> StreamingResponse:
-    plan = synthesizer.plan(body)
+    plan = await synthesizer.prepare(body)
     events = synthesizer.stream(plan)
     # Waiting for the first segment to start costs nothing (its audio is the first byte) and
     # lets a total failure still answer with a proper status and JSON error.

@@ -55,7 +55,8 @@ def _server_timing(timings: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timings.items())
 
 
-def _headers(result: SynthesisResult, timings: dict[str, float]) -> dict[str, str]:
+def synthesis_headers(result: SynthesisResult) -> dict[str, str]:
+    """What the response headers say of a synthesis: cache, provider, language, quality."""
     plan = result.plan
     return {
         "X-Cache": result.cache.value,
@@ -64,7 +65,6 @@ def _headers(result: SynthesisResult, timings: dict[str, float]) -> dict[str, st
         "X-Persona": plan.profile.persona.value,
         "X-Quality-Score": f"{result.quality:.3f}",
         "X-Audio-Duration-Ms": str(result.duration_ms),
-        "Server-Timing": _server_timing(timings),
     }
 
 
@@ -94,7 +94,7 @@ async def synthesize_speech(
     body: SynthesizeRequest, request: Request, synthesizer: SynthesizerDep
 ) -> Response:
     started = time.perf_counter()
-    plan = synthesizer.plan(body)
+    plan = await synthesizer.prepare(body)
     planned = time.perf_counter()
     result = await synthesizer.synthesize_all(plan)
     done = time.perf_counter()
@@ -104,7 +104,7 @@ async def synthesize_speech(
         "synthesis": done - planned,
         "total": done - started,
     }
-    headers = _headers(result, timings)
+    headers = {**synthesis_headers(result), "Server-Timing": _server_timing(timings)}
     if wants_json(request.headers.get("accept")):
         payload = SynthesisJSON(
             request_id=request_id_of(request),

@@ -42,6 +42,24 @@ return promoted
 """
 
 
+# KEYS: audio keys; ARGV: ttl. Lengthens each present key's TTL to at least ttl; returns how
+# many keys are present.
+_PIN = """
+local present = 0
+for _, key in ipairs(KEYS) do
+  local ttl = redis.call('TTL', key)
+  if ttl ~= -2 then
+    present = present + 1
+    if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('EXPIRE', key, ARGV[1]) end
+  end
+end
+return present
+"""
+
+# Keys of catalog audio (pre-generated phrases): maintenance refreshes and tidies them.
+CATALOG_INDEX = "sv:audio-catalog"
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """What the cache had for each key: an entry, or None; `corrupt` values count as None."""
@@ -56,6 +74,7 @@ class AudioCache:
         self._settings = settings
         self._paused_until = 0.0
         self._count_hits = redis.register_script(_COUNT_HITS)
+        self._pin = redis.register_script(_PIN)
         self._hits: Counter[str] = Counter()
         self._hits_flusher = Periodic("cache-hits", self.flush_hits, HITS_FLUSH_EVERY_S)
         self.corrupt_seen = 0
@@ -140,11 +159,31 @@ class AudioCache:
         if not self.available:
             return False
         try:
-            await self._redis.set(key, encode_entry(entry), ex=self.ttl_for(entry))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, encode_entry(entry), ex=self.ttl_for(entry))
+                if entry.meta.catalog:
+                    pipe.sadd(CATALOG_INDEX, key)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             self._pause(exc)
             return False
         return True
+
+    async def pin(self, keys: list[str], ttl_s: int, *, catalog: bool = False) -> int | None:
+        """Keep `keys` for at least `ttl_s` (catalog: also index them as catalog audio).
+
+        Returns how many of the keys the cache holds; None when the cache cannot be used now.
+        """
+        if not self.available or not keys:
+            return None if keys else 0
+        try:
+            present = int(await self._pin(keys=keys, args=[ttl_s]))
+            if catalog:
+                await self._redis.sadd(CATALOG_INDEX, *keys)
+        except (RedisError, OSError) as exc:
+            self._pause(exc)
+            return None
+        return present
 
     async def memory(self) -> dict[str, int | str] | None:
         """The cache server's memory figures and evictions, as Redis reports them."""

@@ -243,12 +243,14 @@ class Session:
         try:
             request = SynthesizeRequest(
                 text=text,
-                persona=self._start.persona,
                 voice_agent_id=self._start.voice_agent_id,
                 language=self._start.language,
                 output_format=self._start.output_format,
             )
-            plan = self._synthesizer.plan(request)
+            if "persona" in self._start.model_fields_set:
+                # Only a persona the start message names wins over the voice agent's.
+                request = request.model_copy(update={"persona": self._start.persona})
+            plan = await self._synthesizer.prepare(request)
             async with contextlib.aclosing(self._synthesizer.stream(plan)) as events:
                 async for event in events:
                     queue.put_nowait(event)

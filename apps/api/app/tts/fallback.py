@@ -129,13 +129,15 @@ class ProviderChain:
         language: Language,
         wire: FormatSpec,
         priority: Priority = Priority.LIVE,
+        budget_s: float | None = None,
     ) -> SpokenSegment:
         """The whole segment from the first provider that delivers all of it.
 
         Nothing has reached the caller yet, so a stream that breaks after its first bytes is
-        replaced whole by the next provider.
+        replaced whole by the next provider. `budget_s` replaces the chain's time budget (bulk
+        work may wait longer than a caller).
         """
-        deadline = time.monotonic() + self._budget_s
+        deadline = time.monotonic() + (budget_s or self._budget_s)
         failures: list[str] = []
         skip: set[Provider] = set()
         for attempt in self._attempts(profile, language):
@@ -159,13 +161,14 @@ class ProviderChain:
         language: Language,
         wire: FormatSpec,
         priority: Priority = Priority.LIVE,
+        budget_s: float | None = None,
     ) -> AsyncIterator[OpenedSegment]:
         """The first provider that starts speaking, with its first chunk, for streaming.
 
         Once the first chunk is out the segment stays with that provider: a failure later in
         the stream surfaces from `rest` as a ProviderError and the segment is cut there.
         """
-        deadline = time.monotonic() + self._budget_s
+        deadline = time.monotonic() + (budget_s or self._budget_s)
         failures: list[str] = []
         skip: set[Provider] = set()
         async with AsyncExitStack() as stack:

@@ -97,8 +97,13 @@ class SynthesizeRequest(BaseModel):
     @field_validator("text")
     @classmethod
     def _text_is_speakable(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must contain something to say, not only whitespace")
-        if _CONTROL_CHARS.search(value):
-            raise ValueError("text must not contain control characters")
-        return value
+        return validate_speakable(value)
+
+
+def validate_speakable(value: str) -> str:
+    """`value` unchanged if it is something to say; ValueError saying why it is not."""
+    if not value.strip():
+        raise ValueError("text must contain something to say, not only whitespace")
+    if _CONTROL_CHARS.search(value):
+        raise ValueError("text must not contain control characters")
+    return value

@@ -5,12 +5,16 @@ provider chain → quality → deliver in order.
 """
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from enum import StrEnum
 
+from redis.exceptions import RedisError
+
+from app.agents import Agent, AgentStore
 from app.analytics.rollups import Rollups, Sample
 from app.audio import codecs, container, quality
 from app.audio.formats import FormatSpec, spec_of
@@ -27,6 +31,8 @@ from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Provider, SynthesizeRequest
 from app.tts.personas import VoiceProfile, profile_for
 from app.tts.segmenting import Segment, segment, spoken_length
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,9 @@ class SegmentCut:
 StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
 
 
+# request JSON, persona named explicitly, agent JSON, catalog, priority, budget
+_MemoKey = tuple[str, bool, str | None, bool, Priority, float | None]
+
 # A plan is a few hundred bytes; this many cover a busy agent fleet's repeated phrases.
 _REMEMBERED_PLANS = 4096
 
@@ -87,6 +96,8 @@ class SynthesisPlan:
     keys: tuple[str, ...]
     catalog: bool = False
     priority: Priority = Priority.LIVE
+    # None: the provider chain's budget (VOICE_RESPONSE_TIMEOUT_MS).
+    budget_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,21 +175,56 @@ class SynthesisService:
         flights: SingleFlight,
         rollups: Rollups,
         settings: SynthesisSettings,
+        agents: AgentStore,
     ) -> None:
         self._chain = chain
+        self._agents = agents
         self._detector = detector
         self._cache = cache
         self._flights = flights
         self._rollups = rollups
         self._settings = settings
-        self._plans: OrderedDict[tuple[str, bool, Priority], SynthesisPlan] = OrderedDict()
+        self._plans: OrderedDict[_MemoKey, SynthesisPlan] = OrderedDict()
 
-    def plan(
+    async def prepare(
         self,
         request: SynthesizeRequest,
         *,
         catalog: bool = False,
         priority: Priority = Priority.LIVE,
+        budget_s: float | None = None,
+    ) -> SynthesisPlan:
+        """The plan of `request`, with its voice agent's persona and voices when it names one.
+
+        An agent that is not registered (or cannot be read while the state Redis is away)
+        leaves the request's own persona: a caller is never kept silent over a setting.
+        """
+        agent = await self._agent_of(request)
+        return self.plan(
+            request, agent=agent, catalog=catalog, priority=priority, budget_s=budget_s
+        )
+
+    async def _agent_of(self, request: SynthesizeRequest) -> Agent | None:
+        if request.voice_agent_id is None:
+            return None
+        try:
+            return await self._agents.get(request.voice_agent_id)
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "agent %s unreadable (%s): persona as requested",
+                request.voice_agent_id,
+                type(exc).__name__,
+            )
+            return None
+
+    def plan(
+        self,
+        request: SynthesizeRequest,
+        *,
+        agent: Agent | None = None,
+        catalog: bool = False,
+        priority: Priority = Priority.LIVE,
+        budget_s: float | None = None,
     ) -> SynthesisPlan:
         """Resolve persona, language and format, and split the text into segments.
 
@@ -186,18 +232,30 @@ class SynthesisService:
         Plans of recent requests are remembered: agents repeat themselves, and a repeated
         request (a cache hit, most often) then skips detection, segmenting and hashing.
         """
-        memo_key = (request.model_dump_json(), catalog, priority)
+        memo_key: _MemoKey = (
+            request.model_dump_json(),
+            "persona" in request.model_fields_set,
+            agent.model_dump_json() if agent is not None else None,
+            catalog,
+            priority,
+            budget_s,
+        )
         if (known := self._plans.get(memo_key)) is not None:
             self._plans.move_to_end(memo_key)
             return known
-        plan = self._make_plan(request, catalog, priority)
+        plan = self._make_plan(request, agent, catalog, priority, budget_s)
         self._plans[memo_key] = plan
         if len(self._plans) > _REMEMBERED_PLANS:
             self._plans.popitem(last=False)
         return plan
 
     def _make_plan(
-        self, request: SynthesizeRequest, catalog: bool, priority: Priority
+        self,
+        request: SynthesizeRequest,
+        agent: Agent | None,
+        catalog: bool,
+        priority: Priority,
+        budget_s: float | None,
     ) -> SynthesisPlan:
         if request.language == LanguageChoice.AUTO:
             language, detected = self._detector.detect(request.text), True
@@ -205,7 +263,7 @@ class SynthesisService:
             language, detected = Language(request.language.value), False
         spec = spec_of(request.output_format)
         wire = spec_of(spec.wire)
-        profile = profile_for(request.persona)
+        profile = _profile_of(request, agent)
         segments = tuple(
             segment(
                 request.text,
@@ -227,6 +285,7 @@ class SynthesisService:
             keys=keys,
             catalog=catalog,
             priority=priority,
+            budget_s=budget_s,
         )
 
     async def synthesize(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
@@ -341,7 +400,7 @@ class SynthesisService:
         loop = asyncio.get_running_loop()
         began = loop.time()
         async with self._chain.open(
-            seg, plan.profile, plan.language, plan.wire, priority=plan.priority
+            seg, plan.profile, plan.language, plan.wire, plan.priority, plan.budget_s
         ) as opened:
             first_audio_s = loop.time() - began
             queue.put_nowait(
@@ -408,7 +467,7 @@ class SynthesisService:
 
     async def _compute(self, plan: SynthesisPlan, seg: Segment) -> Computed:
         spoken = await self._chain.speak(
-            seg, plan.profile, plan.language, plan.wire, priority=plan.priority
+            seg, plan.profile, plan.language, plan.wire, plan.priority, plan.budget_s
         )
         entry = await _new_segment_entry(
             plan,
@@ -420,6 +479,14 @@ class SynthesisService:
             spoken.failed_attempts,
         )
         return Computed(entry=entry, cacheable=spoken.by_primary)
+
+
+def _profile_of(request: SynthesizeRequest, agent: Agent | None) -> VoiceProfile:
+    """The request's persona (the agent's, unless the request names one) with agent voices."""
+    if agent is None:
+        return profile_for(request.persona)
+    persona = request.persona if "persona" in request.model_fields_set else agent.persona
+    return agent.voice_profile(profile_for(persona))
 
 
 def _from_entry(

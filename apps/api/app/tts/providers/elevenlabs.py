@@ -3,7 +3,8 @@
 import json
 import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -140,7 +141,7 @@ class ElevenLabsProvider:
         if self._api_key is None:
             raise ProviderNotConfiguredError(self.name, "ELEVEN_LABS_API_KEY is not set")
         url = f"{self._base_url}/v1/text-to-speech/{request.voice.voice_id}/stream"
-        try:
+        with _translated_errors(self.name):
             async with self._client.stream(
                 "POST",
                 url,
@@ -154,15 +155,44 @@ class ElevenLabsProvider:
                 _read_usage(response.headers, usage)
                 async for chunk in _aligned(response.aiter_bytes(), request.wire.bytes_per_sample):
                     yield chunk
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
-            # A host that cannot be reached fails every voice alike: account-wide.
-            raise UpstreamUnreachableError(self.name, f"ElevenLabs unreachable: {exc!r}") from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeoutError(self.name, f"ElevenLabs timed out: {exc!r}") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise UpstreamProtocolError(self.name, f"ElevenLabs stream broke: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamProtocolError(self.name, f"ElevenLabs request failed: {exc!r}") from exc
+
+    async def subscription(self) -> dict[str, Any]:
+        """GET /v1/user/subscription: the plan and its character quota.
+
+        Warm-ups call it to check the key and to open a fresh pooled connection before the
+        day's traffic; health shows the quota.
+        """
+        if self._api_key is None:
+            raise ProviderNotConfiguredError(self.name, "ELEVEN_LABS_API_KEY is not set")
+        with _translated_errors(self.name):
+            response = await self._client.get(
+                f"{self._base_url}/v1/user/subscription", headers={"xi-api-key": self._api_key}
+            )
+        if response.status_code != 200:
+            raise classify(response.status_code, response.headers, response.content)
+        try:
+            found = response.json()
+        except ValueError as exc:
+            raise UpstreamProtocolError(self.name, "subscription answer is not JSON") from exc
+        if not isinstance(found, dict):
+            raise UpstreamProtocolError(self.name, "subscription answer is not an object")
+        return found
+
+
+@contextmanager
+def _translated_errors(provider: Provider) -> Iterator[None]:
+    """httpx's failures as our error types: nothing above the provider sees an httpx error."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+        # A host that cannot be reached fails every voice alike: account-wide.
+        raise UpstreamUnreachableError(provider, f"ElevenLabs unreachable: {exc!r}") from exc
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(provider, f"ElevenLabs timed out: {exc!r}") from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise UpstreamProtocolError(provider, f"ElevenLabs stream broke: {exc!r}") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamProtocolError(provider, f"ElevenLabs request failed: {exc!r}") from exc
 
 
 def _check_audio_content_type(response: httpx.Response) -> None:

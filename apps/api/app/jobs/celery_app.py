@@ -1,0 +1,26 @@
+"""The worker's and beat's Celery app (`celery -A app.jobs.celery_app worker|beat`)."""
+
+from typing import Any
+
+from celery.signals import worker_process_shutdown, worker_shutdown
+
+from app.config import get_settings
+from app.jobs.celery_config import make_celery
+from app.jobs.runtime import WorkerRuntime
+from app.observability.logging import configure_logging
+
+configure_logging()
+settings = get_settings()
+celery_app = make_celery(settings)
+runtime = WorkerRuntime(settings, celery_app)
+
+
+@worker_process_shutdown.connect
+def _close_pool_process(**_: Any) -> None:
+    runtime.close()
+
+
+@worker_shutdown.connect
+def _close_solo_worker(**_: Any) -> None:
+    # The solo pool runs tasks in the worker itself and sends no process-shutdown signal.
+    runtime.close()

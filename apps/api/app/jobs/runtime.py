@@ -1,0 +1,55 @@
+"""One event loop and one set of services per worker process, reused by every task.
+
+Redis pools and the pooled ElevenLabs client are bound to the loop they were made on; keeping
+the loop for the process's life keeps them (the warm-up's fresh upstream connection is still
+there for the next bulk chunk) and spares each task the services' start-up.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import TypeVar, TypeVarTuple, Unpack
+
+from celery import Celery
+
+from app.config import Settings
+from app.services import Services, open_services
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, celery: Celery) -> None:
+        self._settings = settings
+        self._celery = celery
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stack: AsyncExitStack | None = None
+        self._services: Services | None = None
+
+    def run(self, work: Callable[[Services, Unpack[Args]], Awaitable[T]], *args: *Args) -> T:
+        """Run `work(services, *args)` to completion on this process's loop."""
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self._call(work, *args))
+
+    async def _call(
+        self, work: Callable[[Services, Unpack[Args]], Awaitable[T]], *args: *Args
+    ) -> T:
+        if self._services is None:
+            stack = AsyncExitStack()
+            self._services = await stack.enter_async_context(
+                open_services(self._settings, self._celery)
+            )
+            self._stack = stack
+        return await work(self._services, *args)
+
+    def close(self) -> None:
+        """Stop the services (flushing what they hold in memory) and close the loop."""
+        loop, stack = self._loop, self._stack
+        self._loop, self._stack, self._services = None, None, None
+        if loop is None or loop.is_closed():
+            return
+        if stack is not None:
+            loop.run_until_complete(stack.aclose())
+        loop.close()
