@@ -138,9 +138,9 @@ class JobsSettings(BaseModel):
     retention_s: int = Field(default=24 * 3600, ge=60)
     # A bulk item may wait this long for a slot and first audio before the offline engine.
     bulk_budget_s: float = Field(default=30.0, gt=0)
-    task_time_limit_s: int = Field(default=600, ge=10)
+    task_time_limit_s: int = Field(default=600, ge=2)
     # An unacknowledged task is handed to another worker after this: above the longest task.
-    visibility_timeout_s: int = Field(default=900, ge=5)
+    visibility_timeout_s: int = Field(default=900, ge=3)
     # A crashed beat's lock passes to another beat process after this.
     beat_lock_timeout_s: int = Field(default=30, ge=3)
     beat_max_loop_interval_s: int = Field(default=5, ge=1)

@@ -86,3 +86,84 @@ def api_env(redis_url: str, **extra: str) -> dict[str, str]:
 def upstream_env(redis_url: str, base_url: str, api_key: str, **extra: str) -> dict[str, str]:
     """`api_env`, speaking through an ElevenLabs at `base_url` (the fake, in tests)."""
     return api_env(redis_url, ELEVENLABS__API_KEY=api_key, ELEVEN_LABS_BASE_URL=base_url, **extra)
+
+
+REPO_DIR = API_DIR.parents[1]
+
+
+class MakeProcess:
+    """`make worker` or `make beat`, exactly as an operator starts it, in its own session.
+
+    The whole process group is signalled: make, the shell and Celery with its pool children.
+    """
+
+    def __init__(self, target: str, env: dict[str, str], log_dir: Path, ready_line: str) -> None:
+        self.target = target
+        self._env = {**os.environ, **env}
+        self._ready_line = ready_line
+        self._log_path = log_dir / f"{target}-{free_port()}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "MakeProcess":
+        with self._log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                ["make", "-s", "--no-print-directory", self.target],
+                cwd=REPO_DIR,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> "MakeProcess":
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"make {self.target} exited:\n{self.log()}")
+            if self._ready_line in self.log():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"make {self.target} not ready in {timeout_s:.0f} s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: nothing acknowledges, nothing cleans up."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        try:
+            os.killpg(self._process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self._process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
+
+    def __enter__(self) -> "MakeProcess":
+        return self.start().wait_ready()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def worker(env: dict[str, str], log_dir: Path) -> MakeProcess:
+    return MakeProcess("worker", env, log_dir, ready_line=" ready.")
+
+
+def beat(env: dict[str, str], log_dir: Path) -> MakeProcess:
+    return MakeProcess("beat", env, log_dir, ready_line="beat: Starting...")

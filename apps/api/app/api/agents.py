@@ -1,5 +1,7 @@
 """PUT/GET/DELETE /agents/{voice_agent_id}: voice agents, stored in the state Redis."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from app.agents import Agent, AgentNotFoundError, AgentSpec
@@ -10,7 +12,8 @@ from app.tts.models import AgentId
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
-AgentIdPath = Path(description="The voice agent's id.")
+# Annotated, not a default: FastAPI keeps AgentId's pattern and length only this way.
+AgentIdPath = Annotated[AgentId, Path(description="The voice agent's id.")]
 
 
 @router.put(
@@ -21,7 +24,7 @@ AgentIdPath = Path(description="The voice agent's id.")
     responses={201: {"model": Agent, "description": "Created."}, **ERROR_RESPONSES},
 )
 async def put_agent(
-    spec: AgentSpec, agents: AgentsDep, response: Response, voice_agent_id: AgentId = AgentIdPath
+    voice_agent_id: AgentIdPath, spec: AgentSpec, agents: AgentsDep, response: Response
 ) -> Agent:
     agent, created = await agents.put(voice_agent_id, spec)
     if created:
@@ -35,7 +38,7 @@ async def put_agent(
     summary="A voice agent",
     responses=NOT_FOUND,
 )
-async def get_agent(agents: AgentsDep, voice_agent_id: AgentId = AgentIdPath) -> Agent:
+async def get_agent(voice_agent_id: AgentIdPath, agents: AgentsDep) -> Agent:
     return await agents.require(voice_agent_id)
 
 
@@ -47,7 +50,7 @@ async def get_agent(agents: AgentsDep, voice_agent_id: AgentId = AgentIdPath) ->
     response_class=Response,
     responses=NOT_FOUND,
 )
-async def delete_agent(agents: AgentsDep, voice_agent_id: AgentId = AgentIdPath) -> Response:
+async def delete_agent(voice_agent_id: AgentIdPath, agents: AgentsDep) -> Response:
     if not await agents.delete(voice_agent_id):
         raise AgentNotFoundError(voice_agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -60,7 +60,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=jobs.task_time_limit_s,
-        task_soft_time_limit=max(1, jobs.task_time_limit_s - 30),
+        task_soft_time_limit=max(1, jobs.task_time_limit_s - min(30, jobs.task_time_limit_s // 5)),
         broker_transport_options=transport,
         visibility_timeout=jobs.visibility_timeout_s,
         broker_connection_retry_on_startup=True,

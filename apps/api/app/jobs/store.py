@@ -23,10 +23,13 @@ ITEMS_KEY = "sv:job:{job_id}:items"
 RESULTS_KEY = "sv:job:{job_id}:results"
 JOB_IDS = "sv:jobs"  # zset: job id -> created (epoch seconds), for compaction
 
-# KEYS: job, results; ARGV: index, result JSON, status counter, 1 if cached, now.
-# Returns 1 when the result is new (and counted), 0 when the item was already recorded.
+# KEYS: job, results; ARGV: index, result JSON, status counter, 1 if cached, now, retention.
+# Returns 1 when the result is new (and counted), 0 when the item was already recorded, -1
+# when the job is gone (past retention, or dropped while a chunk ran).
 _RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'cached', 1) end
 local finished = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
@@ -222,13 +225,21 @@ class JobStore:
         return {index: ItemResult.model_validate_json(value) for index, value in found.items()}
 
     async def record(self, job_id: str, index: int, result: ItemResult) -> bool:
-        """Store the item's outcome once; False when it had one already (a redone chunk)."""
+        """Store the item's outcome once; False when it had one already (a redone chunk) or
+        the job is gone."""
         cached = result.status == ItemState.DONE and result.cache == "hit"
         counted = await self._record(
             keys=[JOB_KEY.format(job_id=job_id), RESULTS_KEY.format(job_id=job_id)],
-            args=[index, result.model_dump_json(), result.status.value, int(cached), time.time()],
+            args=[
+                index,
+                result.model_dump_json(),
+                result.status.value,
+                int(cached),
+                time.time(),
+                self._retention_s,
+            ],
         )
-        return bool(counted)
+        return int(counted) == 1
 
     async def drop(self, job_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -238,7 +249,7 @@ class JobStore:
 
     async def compact(self, now: float | None = None) -> int:
         """Forget jobs past their retention (their keys expire; the index is trimmed here)."""
-        cutoff = (now or time.time()) - self._retention_s
+        cutoff = (time.time() if now is None else now) - self._retention_s
         found = await self._redis.zrangebyscore(JOB_IDS, "-inf", cutoff)
         stale = [_text(j) for j in found if isinstance(j, bytes | str)]
         for job_id in stale:
