@@ -138,6 +138,8 @@ class JobsSettings(BaseModel):
     retention_s: int = Field(default=24 * 3600, ge=60)
     # A bulk item may wait this long for a slot and first audio before the offline engine.
     bulk_budget_s: float = Field(default=30.0, gt=0)
+    # A task still running after this is cancelled and retried (its finished items kept).
+    # A task still running after this is cancelled and retried (its finished items kept).
     task_time_limit_s: int = Field(default=600, ge=2)
     # An unacknowledged task is handed to another worker after this: above the longest task.
     visibility_timeout_s: int = Field(default=900, ge=3)
@@ -172,8 +174,8 @@ class JobsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _visibility_outlasts_tasks(self) -> Self:
-        if self.visibility_timeout_s <= self.task_time_limit_s:
-            raise ValueError("visibility_timeout_s must be above task_time_limit_s")
+        if self.visibility_timeout_s < self.task_time_limit_s + 10:
+            raise ValueError("visibility_timeout_s must be at least task_time_limit_s + 10")
         if self.beat_lock_timeout_s <= self.beat_max_loop_interval_s:
             raise ValueError("beat_lock_timeout_s must be above beat_max_loop_interval_s")
         return self

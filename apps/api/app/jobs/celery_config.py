@@ -17,6 +17,7 @@ CACHE_MAINTAIN = "cache.maintain"
 WARM_UP = "voice.warm_up"
 EVALUATE = "analytics.evaluate"
 REDBEAT_PREFIX = "sv:redbeat:"
+HARD_LIMIT_MARGIN_S = 5
 
 
 def broker_url(settings: Settings) -> str:
@@ -51,7 +52,13 @@ def make_celery(settings: Settings) -> Celery:
     jobs = settings.jobs
     url = broker_url(settings)
     app = Celery("seiketsu_voice", broker=url, include=["app.jobs.tasks"])
-    transport = {"visibility_timeout": jobs.visibility_timeout_s}
+    transport = {
+        "visibility_timeout": jobs.visibility_timeout_s,
+        # A dead worker's task is handed on once unacknowledged past the visibility timeout;
+        # kombu looks for such tasks every interval × throttle seconds (10 × 10 by default).
+        "unacked_restore_interval": max(1, min(10, jobs.visibility_timeout_s // 2)),
+        "unacked_restore_throttle": 1,
+    }
     app.conf.update(
         # Progress and results live in the job records; Celery's own results are not read.
         task_ignore_result=True,
@@ -59,8 +66,9 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_time_limit=jobs.task_time_limit_s,
-        task_soft_time_limit=max(1, jobs.task_time_limit_s - min(30, jobs.task_time_limit_s // 5)),
+        # Tasks end themselves at task_time_limit_s (asyncio cancellation, clean); the hard
+        # limit only catches a process that stopped running its loop.
+        task_time_limit=jobs.task_time_limit_s + HARD_LIMIT_MARGIN_S,
         broker_transport_options=transport,
         visibility_timeout=jobs.visibility_timeout_s,
         broker_connection_retry_on_startup=True,

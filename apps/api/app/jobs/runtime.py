@@ -19,6 +19,10 @@ T = TypeVar("T")
 Args = TypeVarTuple("Args")
 
 
+class TaskDeadlineError(Exception):
+    """A task ran past its time limit and was cancelled."""
+
+
 class WorkerRuntime:
     def __init__(self, settings: Settings, celery: Celery) -> None:
         self._settings = settings
@@ -28,7 +32,11 @@ class WorkerRuntime:
         self._services: Services | None = None
 
     def run(self, work: Callable[[Services, Unpack[Args]], Awaitable[T]], *args: *Args) -> T:
-        """Run `work(services, *args)` to completion on this process's loop."""
+        """Run `work(services, *args)` to completion on this process's loop.
+
+        Past `jobs.task_time_limit_s` the work is cancelled (its limiter slots and flights
+        released on the way out) and TaskDeadlineError raised, for the task to retry.
+        """
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(self._call(work, *args))
@@ -42,7 +50,12 @@ class WorkerRuntime:
                 open_services(self._settings, self._celery)
             )
             self._stack = stack
-        return await work(self._services, *args)
+        limit_s = self._settings.jobs.task_time_limit_s
+        try:
+            async with asyncio.timeout(limit_s):
+                return await work(self._services, *args)
+        except TimeoutError as exc:
+            raise TaskDeadlineError(f"not done in {limit_s} s") from exc
 
     def close(self) -> None:
         """Stop the services (flushing what they hold in memory) and close the loop."""

@@ -8,6 +8,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.jobs import scheduled
 from app.jobs.celery_app import celery_app, runtime
 from app.jobs.celery_config import BULK_SYNTHESIZE, CACHE_MAINTAIN, EVALUATE, WARM_UP
+from app.jobs.runtime import TaskDeadlineError
 from app.tts import batch
 
 # A Redis restart mid-task: the task is safe to run again (recorded items are skipped).
@@ -16,10 +17,11 @@ _TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 
 @celery_app.task(
     name=BULK_SYNTHESIZE,
-    autoretry_for=_TRANSIENT,
+    # Cut short, a chunk keeps what it finished; the retry does the rest.
+    autoretry_for=(*_TRANSIENT, TaskDeadlineError),
     retry_backoff=True,
     retry_jitter=True,
-    max_retries=5,
+    max_retries=10,
 )
 def bulk_synthesize(job_id: str, chunk: int) -> dict[str, int]:
     return runtime.run(batch.synthesize_chunk, job_id, chunk)

@@ -19,8 +19,10 @@ from tests.processes import MakeProcess, upstream_env, worker
 
 WORKER_SETTINGS = {
     # Short enough that a chunk left by a killed worker comes back within a test.
-    "JOBS__VISIBILITY_TIMEOUT_S": "6",
-    "JOBS__TASK_TIME_LIMIT_S": "5",
+    "JOBS__VISIBILITY_TIMEOUT_S": "20",
+    "JOBS__TASK_TIME_LIMIT_S": "10",
+    # A killed worker's flights are waited for this long before another process computes.
+    "CACHE__FLIGHT_WAIT_S": "2",
     "JOBS__CHUNK_ITEMS": "10",
     "WORKER_CONCURRENCY": "2",
 }

@@ -27,5 +27,7 @@ async def wait_for_job(
             return status
         if not done_at_least and status["status"] == "completed":
             return status
-        assert time.monotonic() < deadline, f"job {job_id} not there in {timeout_s} s: {status}"
+        assert time.monotonic() < deadline, (
+            f"job {job_id} not there in {timeout_s} s: {status['status']}, {status['counts']}"
+        )
         await asyncio.sleep(0.2)

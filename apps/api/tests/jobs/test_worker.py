@@ -10,8 +10,7 @@ from app.cache.audio_cache import CATALOG_INDEX
 from app.catalog import catalog_phrases
 from app.tts.models import Language, Persona
 from tests.fakes.elevenlabs_server import FakeElevenLabs
-from tests.jobs.conftest import WorkerFactory
-from tests.jobs.polling import job_status, wait_for_job
+from tests.jobs.polling import wait_for_job
 from tests.processes import MakeProcess
 
 pytestmark = pytest.mark.integration
@@ -22,11 +21,11 @@ SYNTHESIZE = "/api/v1/voice/synthesize"
 SIX_DAYS_S = 6 * 24 * 3600
 
 
-def _listing(i: int) -> str:
+def listing(i: int) -> str:
     return f"Listing {i} has {i % 5 + 2} bedrooms and a garden."
 
 
-def _upstream_texts(fake: FakeElevenLabs) -> Counter[str]:
+def upstream_texts(fake: FakeElevenLabs) -> Counter[str]:
     return Counter(
         r.json["text"] for r in fake.stats().requests if r.path.startswith("/v1/text-to-speech")
     )
@@ -36,7 +35,7 @@ async def test_a_500_item_background_job_completes_with_every_item_downloadable(
     jobs_client: httpx.AsyncClient, shared_worker: MakeProcess, elevenlabs: FakeElevenLabs
 ) -> None:
     items = [
-        {"id": f"item-{i}", "text": _listing(i), "output_format": "pcm_16000"} for i in range(500)
+        {"id": f"item-{i}", "text": listing(i), "output_format": "pcm_16000"} for i in range(500)
     ]
     accepted = await jobs_client.post(BULK, json={"items": items, "background": True})
     assert accepted.status_code == 202, accepted.text
@@ -49,7 +48,7 @@ async def test_a_500_item_background_job_completes_with_every_item_downloadable(
     assert status["counts"] == {"queued": 0, "done": 500, "failed": 0, "cached": 0}
     assert [item["id"] for item in status["items"]] == [f"item-{i}" for i in range(500)]
     assert {item["provider"] for item in status["items"]} == {"elevenlabs"}
-    assert sum(_upstream_texts(elevenlabs).values()) == 500
+    assert sum(upstream_texts(elevenlabs).values()) == 500
     for item in status["items"]:
         audio = await jobs_client.get(item["audio_url"])
         assert audio.status_code == 200
@@ -62,7 +61,7 @@ async def test_a_500_item_background_job_completes_with_every_item_downloadable(
     first = await jobs_client.get(status["items"][7]["audio_url"])
     assert again.headers["x-cache"] == "hit"
     assert again.content == first.content
-    assert sum(_upstream_texts(elevenlabs).values()) == 500
+    assert sum(upstream_texts(elevenlabs).values()) == 500
 
 
 async def test_the_seed_pregenerate_call_caches_the_agents_catalog_for_seven_days(
@@ -105,30 +104,3 @@ async def test_the_seed_pregenerate_call_caches_the_agents_catalog_for_seven_day
         assert min(ttls) > SIX_DAYS_S
     finally:
         await state.aclose()
-
-
-async def test_a_worker_killed_mid_job_leaves_every_item_done_exactly_once(
-    jobs_client: httpx.AsyncClient, start_worker: WorkerFactory, elevenlabs: FakeElevenLabs
-) -> None:
-    elevenlabs.behavior.ttfb_s = 0.3
-    items = [{"text": _listing(i), "output_format": "ulaw_8000"} for i in range(200)]
-    first_worker = start_worker()
-    accepted = await jobs_client.post(BULK, json={"items": items, "background": True})
-    job_id = accepted.json()["job_id"]
-
-    before = await wait_for_job(jobs_client, job_id, done_at_least=40)
-    first_worker.kill()
-    at_kill = await job_status(jobs_client, job_id)
-    done_before_kill = {i["index"] for i in at_kill["items"] if i["status"] == "done"}
-    assert before["counts"]["done"] < 200
-    start_worker()
-    status = await wait_for_job(jobs_client, job_id, timeout_s=90)
-
-    assert (status["counts"]["done"], status["counts"]["failed"]) == (200, 0)
-    assert [i["status"] for i in status["items"]] == ["done"] * 200
-    calls = _upstream_texts(elevenlabs)
-    # What was done before the kill was never asked of ElevenLabs again.
-    assert all(calls[_listing(i)] == 1 for i in done_before_kill)
-    # At most the items in flight when the worker died (2 chunks of 10) were asked twice.
-    assert sum(calls.values()) <= 200 + 20
-    assert set(calls) == {_listing(i) for i in range(200)}
