@@ -62,6 +62,8 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         # Progress and results live in the job records; Celery's own results are not read.
         task_ignore_result=True,
+        # No result backend: no backend_cleanup entry in the beat schedule either.
+        result_expires=None,
         # Tasks are idempotent: a task whose worker died is run again, not lost.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
