@@ -130,7 +130,7 @@ class JobsSettings(BaseModel):
     warm_up_at: list[str] = Field(default_factory=lambda: ["08:00", "17:00"], min_length=1)
     evaluate_every_s: float = Field(default=60.0, gt=0)
     # Items per chunk task: a killed worker redoes at most one chunk's unfinished items.
-    chunk_items: int = Field(default=25, ge=1, le=1000)
+    chunk_items: int = Field(default=100, ge=1, le=1000)
     # Items of one chunk synthesized at once (each holds a bulk limiter slot while upstream).
     item_concurrency: int = Field(default=20, ge=1, le=200)
     foreground_max_items: int = Field(default=20, ge=1, le=100)

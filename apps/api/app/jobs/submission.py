@@ -50,7 +50,8 @@ class JobSubmitter:
         return record
 
     def _publish(self, job_id: str, chunks: int) -> None:
-        # One connection for all the chunks; no retries: a broker that is down says so now.
+        # One connection for all the chunks, no publish retries: a broker that is down is
+        # reported within broker_connection_timeout (kombu still retries opening a channel).
         with self._celery.producer_or_acquire() as producer:
             for chunk in range(chunks):
                 self._celery.send_task(
