@@ -76,6 +76,9 @@ class Behavior:
     fail_first_n: int = 0
     max_concurrent_requests: int = 10
     enforce_concurrency: bool = False
+    # Speak every request as this text (load benchmarks: one clip, rendered once, keeps the
+    # fake's own synthesis out of what they measure); None speaks the request's text.
+    spoken_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +368,7 @@ class FakeElevenLabs:
             return api.json_reply(200, {"detail": detail})
         started = time.perf_counter()
         audio = await asyncio.to_thread(
-            RENDERED.render, body.text, fmt.value, behavior.silent_audio
+            RENDERED.render, behavior.spoken_text or body.text, fmt.value, behavior.silent_audio
         )
         if behavior.odd_length and fmt.value.startswith("pcm"):
             audio += b"\x00"
