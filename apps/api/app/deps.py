@@ -13,9 +13,14 @@ from app.config import Settings
 from app.jobs.store import JobAudio, JobStore
 from app.jobs.submission import JobSubmitter
 from app.limits.upstream import UpstreamLimiter
+from app.services import Services
 from app.streaming.registry import SessionRegistry
 from app.tts.language import LanguageDetector
 from app.tts.service import SynthesisService
+
+
+def _services(conn: HTTPConnection) -> Services:
+    return cast(Services, conn.state.services)
 
 
 async def get_settings_dep(conn: HTTPConnection) -> Settings:
@@ -23,27 +28,27 @@ async def get_settings_dep(conn: HTTPConnection) -> Settings:
 
 
 async def get_redis(conn: HTTPConnection) -> Redis:
-    return cast(Redis, conn.state.redis)
+    return _services(conn).redis
 
 
 async def get_synthesizer(conn: HTTPConnection) -> SynthesisService:
-    return cast(SynthesisService, conn.state.synthesizer)
+    return _services(conn).synthesizer
 
 
 async def get_cache_redis(conn: HTTPConnection) -> Redis:
-    return cast(Redis, conn.state.cache_redis)
+    return _services(conn).cache_redis
 
 
 async def get_cache(conn: HTTPConnection) -> AudioCache:
-    return cast(AudioCache, conn.state.cache)
+    return _services(conn).cache
 
 
 async def get_limiter(conn: HTTPConnection) -> UpstreamLimiter:
-    return cast(UpstreamLimiter, conn.state.limiter)
+    return _services(conn).limiter
 
 
 async def get_rollups(conn: HTTPConnection) -> Rollups:
-    return cast(Rollups, conn.state.rollups)
+    return _services(conn).rollups
 
 
 async def get_session_registry(conn: HTTPConnection) -> SessionRegistry:
@@ -61,23 +66,23 @@ SessionRegistryDep = Annotated[SessionRegistry, Depends(get_session_registry)]
 
 
 async def get_agents(conn: HTTPConnection) -> AgentStore:
-    return cast(AgentStore, conn.state.agents)
+    return _services(conn).agents
 
 
 async def get_jobs(conn: HTTPConnection) -> JobStore:
-    return cast(JobStore, conn.state.jobs)
+    return _services(conn).jobs
 
 
 async def get_job_audio(conn: HTTPConnection) -> JobAudio:
-    return cast(JobAudio, conn.state.job_audio)
+    return _services(conn).job_audio
 
 
 async def get_submitter(conn: HTTPConnection) -> JobSubmitter:
-    return cast(JobSubmitter, conn.state.submitter)
+    return _services(conn).submitter
 
 
 async def get_detector(conn: HTTPConnection) -> LanguageDetector:
-    return cast(LanguageDetector, conn.state.detector)
+    return _services(conn).detector
 
 
 AgentsDep = Annotated[AgentStore, Depends(get_agents)]

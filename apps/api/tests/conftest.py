@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from app.config import Settings
 from app.ops import local_redis
@@ -47,6 +48,13 @@ def fresh_redis(redis_url: str) -> str:
     with redis.Redis.from_url(redis_url) as client:
         client.flushdb()
     return redis_url
+
+
+@pytest.fixture
+async def redis_client(fresh_redis: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the test's emptied Redis."""
+    async with aioredis.Redis.from_url(fresh_redis) as client:
+        yield client
 
 
 @pytest.fixture

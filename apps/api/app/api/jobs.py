@@ -208,30 +208,22 @@ async def synthesize_bulk(
     gate = asyncio.Semaphore(settings.synthesis.segment_concurrency)
 
     async def speak(index: int, item: BulkItem) -> ItemOutcome:
-        spec = spec_of(item.output_format)
+        audio: str | None = None
         async with gate:
             try:
                 plan = await synthesizer.prepare(item)
                 result = await synthesizer.synthesize_all(plan)
             except AppError as exc:
-                return ItemOutcome(
-                    index=index,
-                    id=item.id,
-                    status=ItemState.FAILED,
-                    content_type=spec.media_type,
-                    error={"code": exc.code, "message": exc.message},
-                )
+                outcome = batch.failed_result(exc)
+            else:
+                outcome = batch.done_result(result)
+                audio = base64.b64encode(result.body).decode("ascii")
         return ItemOutcome(
             index=index,
             id=item.id,
-            status=ItemState.DONE,
-            cache=result.cache.value,
-            provider=",".join(result.providers),
-            audio_duration_ms=result.duration_ms,
-            quality_score=result.quality,
-            characters_billed=result.characters_billed,
-            content_type=spec.media_type,
-            audio_base64=base64.b64encode(result.body).decode("ascii"),
+            **outcome.model_dump(exclude={"stored"}),
+            content_type=spec_of(item.output_format).media_type,
+            audio_base64=audio,
         )
 
     outcomes = await asyncio.gather(*(speak(i, item) for i, item in enumerate(body.items)))

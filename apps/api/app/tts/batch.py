@@ -20,6 +20,7 @@ from app.limits.upstream import Priority
 from app.services import Services
 from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Persona, SynthesizeRequest
+from app.tts.service import SynthesisResult
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ async def synthesize_item(services: Services, job_id: str, index: int, item: Job
         result = await synthesizer.synthesize_all(plan)
     except AppError as exc:
         logger.warning("job %s item %d failed: %s", job_id, index, exc.message)
-        return ItemResult(status=ItemState.FAILED, error={"code": exc.code, "message": exc.message})
+        return failed_result(exc)
     stored = False
     if item.request.cache:
         ttl = settings.cache.catalog_ttl_s if item.catalog else services.jobs.retention_s
@@ -78,6 +79,11 @@ async def synthesize_item(services: Services, job_id: str, index: int, item: Job
     if stored:
         # Not (all) in the shared cache: a fallback voice spoke, or `cache: false`.
         await services.job_audio.keep(job_id, index, result.body)
+    return done_result(result, stored=stored)
+
+
+def done_result(result: SynthesisResult, *, stored: bool = False) -> ItemResult:
+    """What an item's outcome says of its synthesis (`stored`: its audio is kept with the job)."""
     return ItemResult(
         status=ItemState.DONE,
         cache=result.cache.value,
@@ -87,6 +93,10 @@ async def synthesize_item(services: Services, job_id: str, index: int, item: Job
         characters_billed=result.characters_billed,
         stored=stored,
     )
+
+
+def failed_result(exc: AppError) -> ItemResult:
+    return ItemResult(status=ItemState.FAILED, error={"code": exc.code, "message": exc.message})
 
 
 def pregeneration_items(

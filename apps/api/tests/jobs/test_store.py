@@ -1,7 +1,6 @@
 """The job store and job audio, against the session's private Redis."""
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -27,17 +26,8 @@ RETENTION = 3_600
 
 
 @pytest.fixture
-async def client(fresh_redis: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(fresh_redis)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def store(client: aioredis.Redis) -> JobStore:
-    return JobStore(client, RETENTION)
+def store(redis_client: aioredis.Redis) -> JobStore:
+    return JobStore(redis_client, RETENTION)
 
 
 def _items(count: int) -> list[JobItem]:
@@ -58,7 +48,7 @@ def _failed() -> ItemResult:
 
 
 async def test_a_created_job_reads_back_queued_with_its_counts_chunks_and_notes(
-    store: JobStore, client: aioredis.Redis
+    store: JobStore, redis_client: aioredis.Redis
 ) -> None:
     created = await store.create(JobKind.BULK, _items(5), chunk_items=2, notes=["trimmed"])
 
@@ -75,8 +65,8 @@ async def test_a_created_job_reads_back_queued_with_its_counts_chunks_and_notes(
     assert record.notes == ["trimmed"]
     assert record.finished_at is None
     for key in (JOB_KEY, ITEMS_KEY):
-        assert RETENTION - 5 < await client.ttl(key.format(job_id=record.job_id)) <= RETENTION
-    assert await client.zscore(JOB_IDS, record.job_id) == pytest.approx(record.created_at)
+        assert RETENTION - 5 < await redis_client.ttl(key.format(job_id=record.job_id)) <= RETENTION
+    assert await redis_client.zscore(JOB_IDS, record.job_id) == pytest.approx(record.created_at)
 
 
 async def test_a_job_that_fills_its_chunks_exactly_has_no_extra_chunk(store: JobStore) -> None:
@@ -190,12 +180,14 @@ async def test_results_are_read_for_the_given_indices_or_for_all(store: JobStore
     assert await store.results(record.job_id, None) == {0: zero, 2: two}
 
 
-async def test_the_results_of_a_job_expire_with_it(store: JobStore, client: aioredis.Redis) -> None:
+async def test_the_results_of_a_job_expire_with_it(
+    store: JobStore, redis_client: aioredis.Redis
+) -> None:
     record = await store.create(JobKind.BULK, _items(2), chunk_items=2, notes=[])
 
     await store.record(record.job_id, 0, _done())
 
-    ttl = await client.ttl(RESULTS_KEY.format(job_id=record.job_id))
+    ttl = await redis_client.ttl(RESULTS_KEY.format(job_id=record.job_id))
     assert RETENTION - 5 < ttl <= RETENTION
 
 
@@ -210,7 +202,7 @@ async def test_require_of_an_unknown_job_raises_job_not_found(store: JobStore) -
 
 
 async def test_drop_removes_every_key_of_the_job_and_its_index_entry(
-    store: JobStore, client: aioredis.Redis
+    store: JobStore, redis_client: aioredis.Redis
 ) -> None:
     record = await store.create(JobKind.BULK, _items(2), chunk_items=1, notes=["n"])
     other = await store.create(JobKind.BULK, _items(1), chunk_items=1, notes=[])
@@ -219,14 +211,14 @@ async def test_drop_removes_every_key_of_the_job_and_its_index_entry(
     await store.drop(record.job_id)
 
     keys = [k.format(job_id=record.job_id) for k in (JOB_KEY, ITEMS_KEY, RESULTS_KEY)]
-    assert await client.exists(*keys) == 0
-    assert await client.zscore(JOB_IDS, record.job_id) is None
+    assert await redis_client.exists(*keys) == 0
+    assert await redis_client.zscore(JOB_IDS, record.job_id) is None
     assert await store.get(record.job_id) is None
     assert await store.get(other.job_id) == other
 
 
 async def test_compact_drops_only_the_jobs_created_before_the_retention_window(
-    store: JobStore, client: aioredis.Redis
+    store: JobStore, redis_client: aioredis.Redis
 ) -> None:
     old = await store.create(JobKind.BULK, _items(1), chunk_items=1, notes=[])
     await asyncio.sleep(0.05)  # a created_at gap the cutoff can fall into
@@ -240,27 +232,27 @@ async def test_compact_drops_only_the_jobs_created_before_the_retention_window(
     assert compacted == 1
     assert await store.get(old.job_id) is None
     keys = [k.format(job_id=old.job_id) for k in (JOB_KEY, ITEMS_KEY, RESULTS_KEY)]
-    assert await client.exists(*keys) == 0
+    assert await redis_client.exists(*keys) == 0
     assert await store.get(young.job_id) == young
-    assert await client.zrange(JOB_IDS, 0, -1) == [young.job_id.encode()]
+    assert await redis_client.zrange(JOB_IDS, 0, -1) == [young.job_id.encode()]
 
 
 async def test_job_audio_is_kept_for_the_retention_and_read_back(
-    client: aioredis.Redis,
+    redis_client: aioredis.Redis,
 ) -> None:
-    audio = JobAudio(client, RETENTION)
+    audio = JobAudio(redis_client, RETENTION)
 
     await audio.keep("job_abc", 3, b"\xff\x7f" * 400)
 
     assert await audio.get("job_abc", 3) == b"\xff\x7f" * 400
     assert await audio.get("job_abc", 4) is None
     assert await audio.get("job_other", 3) is None
-    ttl = await client.ttl(JOB_AUDIO_KEY.format(job_id="job_abc", index=3))
+    ttl = await redis_client.ttl(JOB_AUDIO_KEY.format(job_id="job_abc", index=3))
     assert RETENTION - 5 < ttl <= RETENTION
 
 
 async def test_recording_into_a_job_that_is_gone_writes_nothing(
-    store: JobStore, client: aioredis.Redis
+    store: JobStore, redis_client: aioredis.Redis
 ) -> None:
     record = await store.create(JobKind.BULK, _items(3), chunk_items=2, notes=[])
     await store.drop(record.job_id)
@@ -269,4 +261,4 @@ async def test_recording_into_a_job_that_is_gone_writes_nothing(
 
     assert counted is False
     assert await store.get(record.job_id) is None
-    assert await client.keys(f"sv:job:{record.job_id}*") == []
+    assert await redis_client.keys(f"sv:job:{record.job_id}*") == []
