@@ -7,6 +7,7 @@ import pytest
 
 from app.tts.models import Language, Persona
 from app.tts.personas import Voice, profile_for
+from tests.api.test_bad_input import assert_error_body
 from tests.fakes import elevenlabs_api
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 
@@ -31,18 +32,8 @@ def account_voices(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(elevenlabs_api.VOICES, voice_id, Voice(voice_id=voice_id, name=name))
 
 
-def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert error["message"]
-    assert error["request_id"] == response.headers["x-request-id"]
-    return dict(error)
-
-
 def _assert_invalid(response: httpx.Response, field: str) -> None:
-    error = _assert_error(response, 422, "validation_error")
+    error = assert_error_body(response, 422, "validation_error")
     assert isinstance(error["details"], list)
     for detail in error["details"]:
         assert set(detail) == {"loc", "msg", "type"}
@@ -129,16 +120,16 @@ async def test_a_deleted_agent_is_gone_and_deleting_it_again_is_404(
 
     assert deleted.status_code == 204
     assert deleted.content == b""
-    error = _assert_error(await client.get(f"{AGENTS}/front-desk"), 404, "agent_not_found")
+    error = assert_error_body(await client.get(f"{AGENTS}/front-desk"), 404, "agent_not_found")
     assert error["details"] == {"voice_agent_id": "front-desk"}
-    _assert_error(await client.delete(f"{AGENTS}/front-desk"), 404, "agent_not_found")
+    assert_error_body(await client.delete(f"{AGENTS}/front-desk"), 404, "agent_not_found")
 
 
 async def test_an_agent_that_never_existed_is_404_agent_not_found(
     client: httpx.AsyncClient,
 ) -> None:
-    _assert_error(await client.get(f"{AGENTS}/nobody"), 404, "agent_not_found")
-    _assert_error(await client.delete(f"{AGENTS}/nobody"), 404, "agent_not_found")
+    assert_error_body(await client.get(f"{AGENTS}/nobody"), 404, "agent_not_found")
+    assert_error_body(await client.delete(f"{AGENTS}/nobody"), 404, "agent_not_found")
 
 
 @pytest.mark.parametrize(
@@ -205,8 +196,8 @@ async def test_a_body_that_is_not_json_gets_415(client: httpx.AsyncClient) -> No
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
 
-    _assert_error(response, 415, "unsupported_media_type")
-    _assert_error(await client.get(f"{AGENTS}/front-desk"), 404, "agent_not_found")
+    assert_error_body(response, 415, "unsupported_media_type")
+    assert_error_body(await client.get(f"{AGENTS}/front-desk"), 404, "agent_not_found")
 
 
 async def test_a_stored_agent_speaks_in_its_persona_when_the_request_names_none(
