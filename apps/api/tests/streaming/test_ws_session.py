@@ -7,11 +7,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from app.tts.personas import JESSICA, WILL
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 from tests.processes import ApiProcess, upstream_env
 
@@ -281,3 +283,26 @@ async def test_frames_are_not_compressed_even_when_the_client_offers_deflate(
     assert "Sec-WebSocket-Extensions" not in ws.response.headers
     await _send(ws, {"type": "start", "output_format": "ulaw_8000"})
     assert (await _recv(ws))["type"] == "ready"
+
+
+async def test_a_session_of_a_voice_agent_speaks_in_its_persona_unless_start_names_one(
+    connect: Any, server: str, elevenlabs: FakeElevenLabs
+) -> None:
+    api = server.replace("ws://", "http://")
+    agent = {"display_name": "Maple front desk", "persona": "friendly"}
+    async with httpx.AsyncClient(base_url=api) as client:
+        created = await client.put("/api/v1/voice/agents/ws-agent", json=agent)
+    assert created.status_code in (200, 201)
+
+    voices: list[str] = []
+    for start in ({}, {"persona": "casual"}):
+        ws = await connect(f"agent-call-{len(voices)}")
+        await _send(ws, {"type": "start", "voice_agent_id": "ws-agent", **start})
+        await _recv(ws)
+        text = f"Thanks for holding, caller number {len(voices)}."
+        await _send(ws, {"type": "text", "utterance_id": "u", "text": text, "flush": True})
+        await _until(ws, lambda m: m["type"] == "mark")
+        (request,) = [r for r in elevenlabs.stats().requests if r.json and r.json["text"] == text]
+        voices.append(request.path.split("/")[3])
+
+    assert voices == [JESSICA.voice_id, WILL.voice_id]  # friendly's voice, then casual's
