@@ -23,6 +23,10 @@ def _services(conn: HTTPConnection) -> Services:
     return cast(Services, conn.state.services)
 
 
+async def get_services(conn: HTTPConnection) -> Services:
+    return _services(conn)
+
+
 async def get_settings_dep(conn: HTTPConnection) -> Settings:
     return cast(Settings, conn.state.settings)
 
@@ -56,6 +60,7 @@ async def get_session_registry(conn: HTTPConnection) -> SessionRegistry:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 SynthesizerDep = Annotated[SynthesisService, Depends(get_synthesizer)]
 CacheDep = Annotated[AudioCache, Depends(get_cache)]

@@ -2,7 +2,16 @@
 
 from fastapi import APIRouter, FastAPI
 
-from app.api import agents, jobs, performance, profiles, streaming, synthesize, ws_stream
+from app.api import (
+    agents,
+    health_detailed,
+    jobs,
+    performance,
+    profiles,
+    streaming,
+    synthesize,
+    ws_stream,
+)
 
 VOICE_PREFIX = "/api/v1/voice"
 
@@ -16,6 +25,7 @@ VOICE_ROUTERS: tuple[APIRouter, ...] = (
     agents.router,
     profiles.router,
     performance.router,
+    health_detailed.router,
 )
 BULK_PATH = VOICE_PREFIX + "/streaming/synthesize/bulk"
 

@@ -48,6 +48,14 @@ class SessionRegistry:
         self.local -= 1
         self._dirty.set()
 
+    async def global_count(self) -> int | None:
+        """Sessions open across every live process (None when Redis cannot say)."""
+        try:
+            counts = await self._redis.hvals(COUNTS)
+        except (RedisError, OSError):
+            return None
+        return sum(int(count) for count in counts)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_reporting(), name="session-registry")
 

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from app.config import Settings
+from app.jobs.celery_config import REDBEAT_PREFIX
 from tests.asgi import app_client
 from tests.conftest import SettingsFactory
 from tests.fakes.elevenlabs_server import FakeElevenLabs
@@ -89,3 +90,18 @@ def jobs_settings(
 async def jobs_client(jobs_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(jobs_settings) as client:
         yield client
+
+
+@pytest.fixture
+def clean_redbeat(broker_url: str) -> Iterator[None]:
+    """RedBeat keeps its schedule and lock in the broker database: start each test without."""
+
+    def wipe() -> None:
+        with redis.Redis.from_url(broker_url) as client:
+            keys = list(client.scan_iter(match=REDBEAT_PREFIX + "*"))
+            if keys:
+                client.delete(*keys)
+
+    wipe()
+    yield
+    wipe()

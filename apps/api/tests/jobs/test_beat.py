@@ -4,14 +4,12 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from app.config import Settings
@@ -64,21 +62,6 @@ def test_the_schedule_crosses_daylight_saving_time_at_local_time(
         runs["voice.warm_up@17:00"].utcoffset()
         == datetime(2026, 11, 2, tzinfo=NEW_YORK).utcoffset()
     )
-
-
-@pytest.fixture
-def clean_redbeat(broker_url: str) -> Iterator[None]:
-    """RedBeat keeps its schedule and lock in the broker database: start each test without."""
-
-    def wipe() -> None:
-        with redis.Redis.from_url(broker_url) as client:
-            keys = list(client.scan_iter(match=REDBEAT_PREFIX + "*"))
-            if keys:
-                client.delete(*keys)
-
-    wipe()
-    yield
-    wipe()
 
 
 @pytest.mark.integration

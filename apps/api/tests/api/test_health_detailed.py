@@ -1,0 +1,72 @@
+"""GET /streaming/health/detailed without workers or beat, with upstream faults, Redis away."""
+
+import httpx
+
+from app.ops.local_redis import free_port
+from tests.asgi import app_client
+from tests.conftest import SettingsFactory
+from tests.fakes.elevenlabs_server import FakeElevenLabs
+
+URL = "/api/v1/voice/streaming/health/detailed"
+
+
+async def test_without_workers_or_beat_the_service_speaks_but_says_degraded(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(URL)
+
+    assert response.status_code == 200
+    body = response.json()
+    deps = body["dependencies"]
+    assert body["status"] == "degraded"
+    assert deps["offline_engine"]["status"] == "ok"
+    assert deps["offline_engine"]["latency_ms"] > 0
+    assert deps["elevenlabs"]["status"] == "not_configured"
+    assert deps["state_redis"]["status"] == "ok"
+    assert deps["cache_redis"]["details"]["same_server_as_state"] is True
+    assert deps["workers"]["status"] == "degraded"
+    assert deps["beat"]["status"] == "degraded"
+    assert deps["limiter"]["details"]["slots"] == 50
+    assert deps["websocket_sessions"]["details"]["this_process"] == 0
+
+
+async def test_an_upstream_with_a_bad_key_is_down_while_the_service_still_speaks(
+    make_settings: SettingsFactory, elevenlabs: FakeElevenLabs
+) -> None:
+    settings = make_settings(elevenlabs={"api_key": "not-the-key", "base_url": elevenlabs.base_url})
+    async with app_client(settings) as client:
+        response = await client.get(URL)
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "degraded"
+    assert body["dependencies"]["elevenlabs"]["status"] == "down"
+    assert "invalid" in body["dependencies"]["elevenlabs"]["error"].lower()
+
+
+async def test_a_healthy_upstream_reports_its_quota_and_is_probed_at_most_every_30_s(
+    upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+) -> None:
+    first = (await upstream_client.get(URL)).json()["dependencies"]["elevenlabs"]
+    second = (await upstream_client.get(URL)).json()["dependencies"]["elevenlabs"]
+
+    assert first["status"] == "ok"
+    assert first["details"]["character_limit"] == 100_000
+    probes = [r for r in elevenlabs.stats().requests if r.path == "/v1/user/subscription"]
+    assert len(probes) == 1
+    assert second["details"]["at"] == first["details"]["at"]
+
+
+async def test_with_the_state_redis_away_health_says_which_and_still_answers(
+    make_settings: SettingsFactory,
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    async with app_client(make_settings(redis={"url": dead, "cache_url": None})) as client:
+        response = await client.get(URL)
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "degraded"
+    assert body["dependencies"]["state_redis"]["status"] == "down"
+    assert body["dependencies"]["offline_engine"]["status"] == "ok"
+    assert body["dependencies"]["limiter"]["status"] == "degraded"
