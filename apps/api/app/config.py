@@ -2,6 +2,7 @@
 
 import os
 import re
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
@@ -188,11 +189,27 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # A bulk body holds up to 1000 texts of up to 5000 characters each.
     max_bulk_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    # An audio upload to the quality analysis (file and form fields): up to 10 MB of audio.
+    max_upload_bytes: int = Field(default=10 * 1_048_576, ge=1024)
 
 
 class MonitoringSettings(BaseModel):
     webhook_url: str | None = None
     api_key: SecretStr | None = None
+
+
+class MetricsSettings(BaseModel):
+    # Where every API and worker process of one host keeps its Prometheus values (exported to
+    # them as PROMETHEUS_MULTIPROC_DIR); GET /metrics adds them up. Same folder for all of them.
+    multiproc_dir: Path = Path(tempfile.gettempdir()) / "seiketsu-voice-metrics"
+
+    @field_validator("multiproc_dir", mode="before")
+    @classmethod
+    def _blank_is_the_default(cls, value: object) -> object:
+        # A blank variable would otherwise be Path(""): the working directory.
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields["multiproc_dir"].default
+        return value
 
 
 class _SeedNamesSource(PydanticBaseSettingsSource):
@@ -230,6 +247,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     jobs: JobsSettings = JobsSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,9 @@ from typing import Any
 
 import uvicorn
 
+from app.config import get_settings
+from app.observability import multiproc
+
 # For every server that runs the app (tests and benchmarks too).
 SERVER_OPTIONS: dict[str, Any] = {
     # Audio frames are base64 that deflate barely shrinks; compressing each of the 50 frames
@@ -24,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-access-log", dest="access_log", action="store_false")
     args = parser.parse_args(argv)
+    # Before uvicorn imports the app, and with it prometheus_client, which reads it then.
+    multiproc.prepare_directory(get_settings().metrics.multiproc_dir)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -1,6 +1,8 @@
 """Shared fixtures: a private redis-server, the fake ElevenLabs, settings and app clients."""
 
+import os
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,40 @@ import redis
 import redis.asyncio as aioredis
 
 from app.config import Settings
+from app.observability import metrics
 from app.ops import local_redis
 from tests.asgi import app_client
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 
 SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def metrics_dir() -> Iterator[Path]:
+    """This session's own PROMETHEUS_MULTIPROC_DIR, deleted when the session ends.
+
+    It is exported (METRICS__MULTIPROC_DIR, PROMETHEUS_MULTIPROC_DIR) to every API, worker and
+    beat process a test starts, so none writes to the default folder in /tmp. This process
+    imported prometheus_client at collection, before the directory existed, so its values
+    would stay in memory. `metrics.prepare_multiprocess` switches it to the directory: it swaps
+    prometheus_client's value class and makes again the metrics made so far. In-process apps
+    (the ASGI `client`) then write there too, and their GET /metrics adds up every process of
+    the session. Tests compare counts before and after what they do.
+    """
+    saved = {
+        name: os.environ.get(name)
+        for name in ("METRICS__MULTIPROC_DIR", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    with tempfile.TemporaryDirectory(prefix="seiketsu-voice-metrics-") as directory:
+        os.environ["METRICS__MULTIPROC_DIR"] = directory
+        try:
+            yield metrics.prepare_multiprocess(Path(directory))
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from app.api import (
     jobs,
     performance,
     profiles,
+    quality,
     streaming,
     synthesize,
     ws_stream,
@@ -23,11 +24,13 @@ VOICE_ROUTERS: tuple[APIRouter, ...] = (
     ws_stream.router,
     jobs.router,
     agents.router,
+    quality.router,
     profiles.router,
     performance.router,
     health_detailed.router,
 )
 BULK_PATH = VOICE_PREFIX + "/streaming/synthesize/bulk"
+QUALITY_PATH = VOICE_PREFIX + "/streaming/quality/analyze"
 
 
 def include_voice_api(app: FastAPI) -> None:

@@ -9,9 +9,12 @@ from app.jobs.celery_config import make_celery
 from app.jobs.heartbeat import WorkerHeartbeat
 from app.jobs.runtime import WorkerRuntime
 from app.observability.logging import configure_logging
+from app.observability.metrics import prepare_worker_metrics
 
 configure_logging()
 settings = get_settings()
+# Before any task records a metric: the workers count into the API's /metrics directory.
+prepare_worker_metrics(settings.metrics)
 celery_app = make_celery(settings)
 runtime = WorkerRuntime(settings, celery_app)
 _heartbeats: list[WorkerHeartbeat] = []

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from app.errors import ServiceUnavailableError
 from app.jobs.celery_config import BULK_SYNTHESIZE
 from app.jobs.store import JobItem, JobKind, JobRecord, JobStore
+from app.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class JobSubmitter:
             except (RedisError, OSError):
                 logger.warning("job %s record left behind; it expires", record.job_id)
             raise BrokerUnavailableError(type(exc).__name__) from exc
+        metrics.JOBS_SUBMITTED.labels(kind).inc()
         return record
 
     def _publish(self, job_id: str, chunks: int) -> None:

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from app.analytics.rollups import Rollups, Sample
 from app.config import LimiterSettings
 from app.notifications import Notifier
+from app.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class UpstreamLimiter:
     async def slot(self, priority: Priority, deadline: float) -> AsyncIterator[None]:
         """Hold one upstream slot until the block ends; `deadline` is a time.monotonic()."""
         started = time.monotonic()
+        in_use = metrics.LIMITER_SLOTS_IN_USE.labels(priority)
         if self.global_mode:
             member = f"{self._process_id}:{secrets.token_hex(6)}"
             try:
@@ -200,19 +202,21 @@ class UpstreamLimiter:
                 self._pause(exc)
                 acquired = False
             if acquired:
-                self._note_wait(started)
+                self._note_wait(started, priority)
                 released = asyncio.Event()
                 renewer = asyncio.create_task(self._keep_renewed(member, released))
                 try:
-                    yield
+                    with in_use.track_inprogress():
+                        yield
                 finally:
                     released.set()
                     renewer.cancel()
                     await asyncio.shield(self._give_back(member, priority, renewer))
                 return
         async with self._local_slot(deadline):
-            self._note_wait(started)
-            yield
+            self._note_wait(started, priority)
+            with in_use.track_inprogress():
+                yield
 
     async def cool_down(self, seconds: float) -> None:
         """Upstream said "retry after": every process holds off new calls for that long."""
@@ -363,9 +367,10 @@ class UpstreamLimiter:
             )
         self._paused_until = time.monotonic() + 1.0
 
-    def _note_wait(self, started: float) -> None:
+    def _note_wait(self, started: float, priority: Priority) -> None:
         waited = time.monotonic() - started
         self._record(Sample().count("slot_acquired").observe("slot_wait", waited))
+        metrics.LIMITER_WAIT.labels(priority).observe(waited)
 
     def _record(self, sample: Sample) -> None:
         if self._rollups is not None:

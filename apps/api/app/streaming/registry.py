@@ -9,6 +9,8 @@ from contextlib import suppress
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.observability import metrics
+
 logger = logging.getLogger(__name__)
 
 COUNTS = "sv:ws:sessions"  # hash: process id -> sessions open there
@@ -42,10 +44,12 @@ class SessionRegistry:
 
     def opened(self) -> None:
         self.local += 1
+        metrics.WEBSOCKET_SESSIONS.inc()
         self._dirty.set()
 
     def closed(self) -> None:
         self.local -= 1
+        metrics.WEBSOCKET_SESSIONS.dec()
         self._dirty.set()
 
     async def global_count(self) -> int | None:

@@ -21,6 +21,7 @@ from app.audio.formats import spec_of
 from app.audio.framing import Framer
 from app.config import StreamingSettings
 from app.errors import AppError
+from app.observability import metrics
 from app.streaming import protocol
 from app.streaming.pacing import Pacer
 from app.streaming.utterance import SpokenSentence, Utterance
@@ -232,6 +233,9 @@ class Session:
             await self.send(self._out.mark(utterance.id))
             if first is not None and utterance.first_ready_at is not None:
                 ttfa_ms = (first.at - utterance.first_ready_at) * 1000
+                metrics.WEBSOCKET_FIRST_AUDIO.labels(first.cache, first.provider).observe(
+                    ttfa_ms / 1000
+                )
                 await self.send(
                     protocol.metrics(utterance.id, ttfa_ms, first.cache, first.provider)
                 )
@@ -251,7 +255,8 @@ class Session:
                 # Only a persona the start message names wins over the voice agent's.
                 request = request.model_copy(update={"persona": self._start.persona})
             plan = await self._synthesizer.prepare(request)
-            async with contextlib.aclosing(self._synthesizer.stream(plan)) as events:
+            stream = self._synthesizer.stream(plan, metrics.Surface.WS)
+            async with contextlib.aclosing(stream) as events:
                 async for event in events:
                     queue.put_nowait(event)
         except (AppError, ValidationError) as exc:

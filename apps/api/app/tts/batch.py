@@ -17,10 +17,11 @@ from app.errors import AppError
 from app.jobs.store import ItemResult, ItemState, JobItem, JobKind, JobRecord
 from app.jobs.submission import JobSubmitter
 from app.limits.upstream import Priority
+from app.observability import metrics
 from app.services import Services
 from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Persona, SynthesizeRequest
-from app.tts.service import SynthesisResult
+from app.tts.service import CacheOutcome, SynthesisResult
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ async def synthesize_chunk(services: Services, job_id: str, chunk: int) -> dict[
         async with gate:
             result = await synthesize_item(services, job_id, index, item)
         await jobs.record(job_id, index, result)
+        metrics.JOB_ITEMS.labels(record.kind, _item_outcome(result)).inc()
 
     async with asyncio.TaskGroup() as group:
         for index, item in items.items():
@@ -97,6 +99,13 @@ def done_result(result: SynthesisResult, *, stored: bool = False) -> ItemResult:
 
 def failed_result(exc: AppError) -> ItemResult:
     return ItemResult(status=ItemState.FAILED, error={"code": exc.code, "message": exc.message})
+
+
+def _item_outcome(result: ItemResult) -> str:
+    """done, failed, or cached: done without any synthesis (every segment was in the cache)."""
+    if result.status == ItemState.FAILED:
+        return "failed"
+    return "cached" if result.cache == CacheOutcome.HIT else "done"
 
 
 def pregeneration_items(

@@ -10,13 +10,19 @@ from dataclasses import dataclass, field
 from app.audio.formats import FormatSpec
 from app.cache.keys import SegmentIdentity
 from app.limits.upstream import Priority, SlotUnavailableError, UpstreamLimiter
+from app.observability import metrics
 from app.tts.errors import (
     ProviderError,
     SynthesisUnavailableError,
+    UpstreamAuthError,
     UpstreamBusyError,
     UpstreamProtocolError,
+    UpstreamQuotaExceededError,
     UpstreamRateLimitedError,
+    UpstreamRejectedError,
+    UpstreamServerError,
     UpstreamTimeoutError,
+    UpstreamUnreachableError,
 )
 from app.tts.models import Language, Provider
 from app.tts.personas import Voice, VoiceProfile
@@ -24,6 +30,18 @@ from app.tts.providers.base import ProviderRequest, ProviderUsage, TTSProvider
 from app.tts.segmenting import Segment
 
 logger = logging.getLogger(__name__)
+
+# How an upstream call ended, by the error that ended it (anything else: not usable audio).
+_CALL_STATUS: dict[str, metrics.UpstreamStatus] = {
+    UpstreamAuthError.code: metrics.UpstreamStatus.AUTH,
+    UpstreamQuotaExceededError.code: metrics.UpstreamStatus.AUTH,
+    UpstreamRejectedError.code: metrics.UpstreamStatus.REJECTED,
+    UpstreamRateLimitedError.code: metrics.UpstreamStatus.RATE_LIMITED,
+    UpstreamServerError.code: metrics.UpstreamStatus.SERVER,
+    UpstreamTimeoutError.code: metrics.UpstreamStatus.TIMEOUT,
+    UpstreamUnreachableError.code: metrics.UpstreamStatus.UNREACHABLE,
+    UpstreamProtocolError.code: metrics.UpstreamStatus.PROTOCOL,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +166,7 @@ class ProviderChain:
                 async with self._open_attempt(attempt, request, priority, deadline) as opened:
                     chunks = [opened.first] + [chunk async for chunk in opened.rest]
                 opened.failed_attempts = tuple(failures)
+                _count_fallback(failures)
                 return opened.spoken(segment, b"".join(chunks))
             except ProviderError as exc:
                 await self._note_failure(segment, attempt, exc, failures, skip)
@@ -184,6 +203,7 @@ class ProviderChain:
                     await self._note_failure(segment, attempt, exc, failures, skip)
                     continue
                 opened.failed_attempts = tuple(failures)
+                _count_fallback(failures)
                 yield opened
                 return
         raise _unavailable(failures)
@@ -239,20 +259,70 @@ class ProviderChain:
         """One provider's stream, opened until its first chunk (within the budget)."""
         async with self._slot(attempt, priority, deadline):
             usage = ProviderUsage()
+            call = _UpstreamCall(attempt)
             async with aclosing(attempt.provider.stream(request, usage)) as stream:
                 try:
-                    budget = _loop_time(deadline) if attempt.budgeted else None
-                    async with asyncio.timeout_at(budget):
-                        first = await anext(stream, b"")
-                except TimeoutError as exc:
-                    raise UpstreamTimeoutError(
-                        attempt.provider.name, "no audio within the response time budget"
-                    ) from exc
-                if not first:
-                    raise UpstreamProtocolError(attempt.provider.name, "the stream held no audio")
-                yield OpenedSegment(attempt, first, stream, usage)
+                    first = await _first_chunk(attempt, stream, deadline)
+                    call.status = metrics.UpstreamStatus.OK
+                    async with aclosing(call.watch(stream)) as rest:
+                        yield OpenedSegment(attempt, first, rest, usage)
+                except ProviderError as exc:
+                    call.ended_by(exc)
+                    raise
+                finally:
+                    call.count()
             if self._limiter is not None and attempt.budgeted:
                 self._limiter.observe_plan_limit(usage.max_concurrent_requests)
+
+
+async def _first_chunk(
+    attempt: _Attempt, stream: AsyncGenerator[bytes, None], deadline: float
+) -> bytes:
+    try:
+        budget = _loop_time(deadline) if attempt.budgeted else None
+        async with asyncio.timeout_at(budget):
+            first = await anext(stream, b"")
+    except TimeoutError as exc:
+        raise UpstreamTimeoutError(
+            attempt.provider.name, "no audio within the response time budget"
+        ) from exc
+    if not first:
+        raise UpstreamProtocolError(attempt.provider.name, "the stream held no audio")
+    return first
+
+
+class _UpstreamCall:
+    """One attempt's outcome for the upstream calls metric, counted once when it ends.
+
+    A stream that breaks after its first audio counts by its error even when the caller
+    keeps what it got (a streamed segment is cut, not replaced). A call cancelled before any
+    answer is not counted.
+    """
+
+    def __init__(self, attempt: _Attempt) -> None:
+        self._attempt = attempt
+        self.status: metrics.UpstreamStatus | None = None
+
+    async def watch(self, stream: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in stream:
+                yield chunk
+        except ProviderError as exc:
+            self.ended_by(exc)
+            raise
+
+    def ended_by(self, exc: ProviderError) -> None:
+        self.status = _CALL_STATUS.get(exc.code, metrics.UpstreamStatus.PROTOCOL)
+
+    def count(self) -> None:
+        if self._attempt.budgeted and self.status is not None:
+            metrics.UPSTREAM_CALLS.labels(self._attempt.provider.name, self.status).inc()
+
+
+def _count_fallback(failures: list[str]) -> None:
+    """A segment spoken by another attempt than the first: why the first one failed."""
+    if failures:
+        metrics.FALLBACK_ACTIVATIONS.labels(failures[0]).inc()
 
 
 def _unavailable(failures: list[str]) -> SynthesisUnavailableError:

@@ -24,6 +24,7 @@ from app.cache.keys import cache_key
 from app.cache.single_flight import Computed, SingleFlight
 from app.config import SynthesisSettings
 from app.limits.upstream import Priority
+from app.observability import metrics
 from app.ordered import in_order
 from app.tts.errors import ProviderError
 from app.tts.fallback import ProviderChain
@@ -308,6 +309,7 @@ class SynthesisService:
         finally:
             elapsed = asyncio.get_running_loop().time() - started
             self._rollups.record(_sample(plan, delivered, outcome, elapsed))
+            _export(_one_shot_surface(plan), delivered, outcome)
 
     async def _segments(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
         found = await self._lookup(plan)
@@ -325,7 +327,9 @@ class SynthesisService:
             async for result in results:
                 yield result
 
-    async def stream(self, plan: SynthesisPlan) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(
+        self, plan: SynthesisPlan, surface: metrics.Surface = metrics.Surface.STREAM
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Audio as it is produced: the first segment's bytes are passed on as they arrive.
 
         Later segments are synthesized meanwhile (up to `segment_concurrency` at a time) and
@@ -368,6 +372,7 @@ class SynthesisService:
             await asyncio.gather(*producers, return_exceptions=True)
             elapsed = asyncio.get_running_loop().time() - started
             self._rollups.record(_sample(plan, delivered, outcome, elapsed))
+            _export(surface, delivered, outcome)
 
     async def _produce(
         self,
@@ -537,6 +542,25 @@ def _sample(
     return sample
 
 
+def _one_shot_surface(plan: SynthesisPlan) -> metrics.Surface:
+    return metrics.Surface.BULK if plan.priority == Priority.BULK else metrics.Surface.HTTP
+
+
+def _export(surface: metrics.Surface, results: list[SegmentResult], outcome: str) -> None:
+    """A finished request's cache outcome, first audio, bytes from cache and characters."""
+    if outcome != "ok" or not results:
+        return
+    cache = overall_cache_outcome([r.cache for r in results])
+    metrics.CACHE_LOOKUPS.labels(cache).inc()
+    metrics.FIRST_AUDIO.labels(surface, cache).observe(results[0].first_audio_s)
+    if served := sum(len(r.audio) for r in results if r.cache == CacheOutcome.HIT):
+        metrics.CACHE_SERVED_BYTES.labels(surface).inc(served)
+    if billed := sum(r.characters_billed for r in results):
+        metrics.BILLED_CHARACTERS.labels(surface).inc(billed)
+    if saved := sum(r.characters_saved for r in results):
+        metrics.SAVED_CHARACTERS.labels(surface).inc(saved)
+
+
 async def _new_segment_entry(
     plan: SynthesisPlan,
     seg: Segment,
@@ -548,6 +572,7 @@ async def _new_segment_entry(
 ) -> CacheEntry:
     """A freshly made segment as a cache entry: clean audio, duration and quality measured."""
     clean, duration_ms, score = await asyncio.to_thread(_finish, audio, seg.text, plan.wire)
+    metrics.QUALITY_SCORE.labels(provider).observe(score)
     return new_entry(
         clean,
         wire_format=plan.wire.format.value,
