@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.agents import AgentStore
+from app.analytics.events import EventLog
 from app.analytics.rollups import Rollups
 from app.cache.audio_cache import AudioCache
 from app.cache.single_flight import SingleFlight
@@ -48,6 +49,7 @@ class Services:
     cache: AudioCache
     limiter: UpstreamLimiter
     rollups: Rollups
+    events: EventLog
     agents: AgentStore
     jobs: JobStore
     job_audio: JobAudio
@@ -108,6 +110,7 @@ async def open_services(
     cache = AudioCache(cache_redis, settings.cache)
     flights = SingleFlight(cache_redis, cache, cache_events, settings.cache.flight_wait_s)
     rollups = Rollups(redis)
+    events = EventLog(redis)
     limiter = UpstreamLimiter(redis, state_events, settings.limiter, rollups)
     espeak = shared_engine()
     upstream = ElevenLabsProvider(
@@ -135,16 +138,18 @@ async def open_services(
         cache=cache,
         limiter=limiter,
         rollups=rollups,
+        events=events,
         agents=agents,
         jobs=jobs,
         job_audio=JobAudio(cache_redis, settings.jobs.retention_s),
         submitter=JobSubmitter(jobs, celery, settings.jobs.chunk_items),
         synthesizer=SynthesisService(
-            chain, detector, cache, flights, rollups, settings.synthesis, agents
+            chain, detector, cache, flights, rollups, settings.synthesis, agents, events
         ),
     )
     cache.start()
     rollups.start()
+    events.start()
     for notifier in notifiers:
         notifier.start()
     limiter.start()
@@ -154,6 +159,7 @@ async def open_services(
         yield services
     finally:
         await rollups.stop()
+        await events.stop()
         await cache.stop()
         await limiter.stop()
         for notifier in notifiers:

@@ -6,6 +6,7 @@ provider chain → quality → deliver in order.
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -15,6 +16,7 @@ from enum import StrEnum
 from redis.exceptions import RedisError
 
 from app.agents import Agent, AgentStore
+from app.analytics.events import AnalyticsEvent, EventLog
 from app.analytics.rollups import Rollups, Sample
 from app.audio import codecs, container, quality
 from app.audio.formats import FormatSpec, spec_of
@@ -177,9 +179,11 @@ class SynthesisService:
         rollups: Rollups,
         settings: SynthesisSettings,
         agents: AgentStore,
+        events: EventLog,
     ) -> None:
         self._chain = chain
         self._agents = agents
+        self._events = events
         self._detector = detector
         self._cache = cache
         self._flights = flights
@@ -297,7 +301,7 @@ class SynthesisService:
         """
         started = asyncio.get_running_loop().time()
         delivered: list[SegmentResult] = []
-        outcome = "error"
+        outcome, error = "error", None
         try:
             async for result in self._segments(plan):
                 delivered.append(result)
@@ -306,10 +310,13 @@ class SynthesisService:
         except (GeneratorExit, asyncio.CancelledError):
             outcome = "abandoned"
             raise
+        except Exception as exc:
+            error = _error_code(exc)
+            raise
         finally:
             elapsed = asyncio.get_running_loop().time() - started
-            self._rollups.record(_sample(plan, delivered, outcome, elapsed))
-            _export(_one_shot_surface(plan), delivered, outcome)
+            surface = _one_shot_surface(plan)
+            self._record(plan, surface, delivered, outcome, elapsed, error)
 
     async def _segments(self, plan: SynthesisPlan) -> AsyncGenerator[SegmentResult, None]:
         found = await self._lookup(plan)
@@ -351,6 +358,7 @@ class SynthesisService:
             )
             for i in range(len(plan.segments))
         ]
+        error = None
         try:
             for queue in queues:
                 while True:
@@ -366,13 +374,29 @@ class SynthesisService:
         except (GeneratorExit, asyncio.CancelledError):
             outcome = "abandoned"
             raise
+        except Exception as exc:
+            error = _error_code(exc)
+            raise
         finally:
             for task in producers:
                 task.cancel()
             await asyncio.gather(*producers, return_exceptions=True)
             elapsed = asyncio.get_running_loop().time() - started
-            self._rollups.record(_sample(plan, delivered, outcome, elapsed))
-            _export(surface, delivered, outcome)
+            self._record(plan, surface, delivered, outcome, elapsed, error)
+
+    def _record(
+        self,
+        plan: SynthesisPlan,
+        surface: metrics.Surface,
+        delivered: list[SegmentResult],
+        outcome: str,
+        elapsed_s: float,
+        error: str | None,
+    ) -> None:
+        """One request's figures: the rollups, the Prometheus metrics, the analytics event."""
+        self._rollups.record(_sample(plan, delivered, outcome, elapsed_s))
+        _export(surface, delivered, outcome)
+        self._events.record(_event(plan, surface, delivered, outcome, elapsed_s, error))
 
     async def _produce(
         self,
@@ -540,6 +564,40 @@ def _sample(
     if results:
         sample.observe("first_audio", results[0].first_audio_s)
     return sample
+
+
+def _error_code(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) else type(exc).__name__
+
+
+def _event(
+    plan: SynthesisPlan,
+    surface: metrics.Surface,
+    results: list[SegmentResult],
+    outcome: str,
+    elapsed_s: float,
+    error: str | None,
+) -> AnalyticsEvent:
+    duration_ms = sum(r.duration_ms for r in results)
+    quality = sum(r.quality * r.duration_ms for r in results) / duration_ms if duration_ms else None
+    return AnalyticsEvent(
+        at=time.time(),
+        surface=surface.value,
+        outcome=outcome,
+        agent=plan.request.voice_agent_id,
+        persona=plan.profile.persona.value,
+        language=plan.language.value,
+        provider=",".join(dict.fromkeys(r.provider.value for r in results)),
+        cache=overall_cache_outcome([r.cache for r in results]).value if results else "",
+        latency_ms=round(elapsed_s * 1000, 2),
+        first_audio_ms=round(results[0].first_audio_s * 1000, 2) if results else None,
+        characters_billed=sum(r.characters_billed for r in results),
+        characters_saved=sum(r.characters_saved for r in results),
+        quality=round(quality, 3) if quality is not None else None,
+        fallback=any(r.failed_attempts for r in results),
+        error=error,
+    )
 
 
 def _one_shot_surface(plan: SynthesisPlan) -> metrics.Surface:

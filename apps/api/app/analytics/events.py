@@ -1,0 +1,125 @@
+"""Analytics events: one per request, in a capped Redis stream shared by every process.
+
+Each process gathers its events in memory and appends them once a second in one pipeline
+(as the rollups are written), so recording never delays a caller; what cannot be written
+while Redis is away is dropped. Stream ids are Redis' millisecond clock, so a time window is
+one XRANGE. The stream is capped (approximately, so trimming stays cheap).
+"""
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from app.periodic import Periodic
+
+logger = logging.getLogger(__name__)
+
+EVENTS = "sv:analytics:events"
+MAX_EVENTS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsEvent:
+    """One request: who spoke how, how fast, at what cost and quality, and how it ended."""
+
+    at: float
+    surface: str  # http, stream, ws, bulk
+    outcome: str  # ok, error, abandoned
+    agent: str | None
+    persona: str
+    language: str
+    provider: str  # every provider that spoke, comma-separated; "" when none did
+    cache: str  # hit, partial, miss, bypass; "" when nothing was delivered
+    latency_ms: float
+    first_audio_ms: float | None
+    characters_billed: int
+    characters_saved: int
+    quality: float | None
+    fallback: bool
+    error: str | None
+
+    def fields(self) -> dict[FieldT, EncodableT]:
+        return {name: _text(value) for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> "AnalyticsEvent":
+        raw = {_str(key): _str(value) for key, value in fields.items()}
+        return cls(
+            at=float(raw["at"]),
+            surface=raw["surface"],
+            outcome=raw["outcome"],
+            agent=raw["agent"] or None,
+            persona=raw["persona"],
+            language=raw["language"],
+            provider=raw["provider"],
+            cache=raw["cache"],
+            latency_ms=float(raw["latency_ms"]),
+            first_audio_ms=_number(raw["first_audio_ms"]),
+            characters_billed=int(raw["characters_billed"]),
+            characters_saved=int(raw["characters_saved"]),
+            quality=_number(raw["quality"]),
+            fallback=raw["fallback"] == "1",
+            error=raw["error"] or None,
+        )
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _text(value: str | float | int | bool | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _number(value: str) -> float | None:
+    return float(value) if value else None
+
+
+class EventLog:
+    def __init__(
+        self, redis: Redis, max_events: int = MAX_EVENTS, flush_every_s: float = 1.0
+    ) -> None:
+        self._redis = redis
+        self._max_events = max_events
+        self._pending: list[AnalyticsEvent] = []
+        self._flusher = Periodic("analytics-events", self.flush, flush_every_s)
+
+    def record(self, event: AnalyticsEvent) -> None:
+        """Keep `event` for the next write (within a second)."""
+        self._pending.append(event)
+
+    def start(self) -> None:
+        self._flusher.start()
+
+    async def stop(self) -> None:
+        await self._flusher.stop()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event in pending:
+                    pipe.xadd(EVENTS, event.fields(), maxlen=self._max_events, approximate=True)
+                await pipe.execute()
+        except (RedisError, OSError):
+            logger.debug("%d analytics events dropped: Redis is away", len(pending))
+
+    async def read(
+        self, since: float, until: float | None = None, limit: int | None = None
+    ) -> list[AnalyticsEvent]:
+        """The events written between `since` and `until` (epoch seconds), oldest first."""
+        start = str(math.floor(since * 1000))
+        end = "+" if until is None else str(math.ceil(until * 1000))
+        entries = await self._redis.xrange(EVENTS, min=start, max=end, count=limit) or []
+        return [AnalyticsEvent.from_fields(fields) for _, fields in entries if fields]

@@ -1,0 +1,83 @@
+"""One analytics event per request, in the capped stream, read back by time window."""
+
+import asyncio
+import dataclasses
+import time
+
+import httpx
+import redis.asyncio as aioredis
+
+from app.analytics.events import EVENTS, AnalyticsEvent, EventLog
+
+SYNTHESIZE = "/api/v1/voice/synthesize"
+
+
+async def _events(redis_client: aioredis.Redis, since: float) -> list[AnalyticsEvent]:
+    log = EventLog(redis_client)
+    deadline = time.monotonic() + 5
+    while not (found := await log.read(since)):
+        assert time.monotonic() < deadline, "no event written"
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def test_a_request_leaves_one_event_saying_who_spoke_how_and_at_what_cost(
+    client: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    since = time.time()
+    body = {"text": "Hola, bienvenido a la casa.", "persona": "friendly", "voice_agent_id": "a1"}
+    assert (await client.post(SYNTHESIZE, json=body)).status_code == 200
+
+    (event,) = await _events(redis_client, since)
+
+    assert (event.surface, event.outcome, event.agent) == ("http", "ok", "a1")
+    assert (event.persona, event.language, event.provider) == ("friendly", "es", "espeak")
+    assert event.cache == "miss"
+    assert event.latency_ms > 0
+    assert event.first_audio_ms is not None
+    assert event.quality is not None
+    assert 0 < event.quality <= 1
+    assert event.error is None
+    assert event.fallback is False
+
+
+def _event(**changes: object) -> AnalyticsEvent:
+    event = AnalyticsEvent(
+        at=time.time(), surface="http", outcome="ok", agent=None, persona="casual",
+        language="en", provider="espeak", cache="hit", latency_ms=1.0, first_audio_ms=0.0,
+        characters_billed=0, characters_saved=3, quality=0.9, fallback=False, error=None,
+    )  # fmt: skip
+    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
+
+
+async def test_a_failed_request_is_an_event_with_its_error_code(
+    redis_client: aioredis.Redis,
+) -> None:
+    log = EventLog(redis_client)
+    log.record(
+        _event(surface="ws", outcome="error", provider="", cache="", first_audio_ms=None,
+               quality=None, error="synthesis_unavailable")
+    )  # fmt: skip
+    await log.flush()
+
+    (event,) = await log.read(time.time() - 5)
+
+    assert event.error == "synthesis_unavailable"
+    assert event.first_audio_ms is None
+    assert event.agent is None
+
+
+async def test_the_stream_is_capped_and_a_window_reads_only_its_own_time(
+    redis_client: aioredis.Redis,
+) -> None:
+    log = EventLog(redis_client, max_events=100)
+    for _ in range(300):
+        log.record(_event())
+    await log.flush()
+    await asyncio.sleep(0.05)
+    later = time.time()
+    log.record(_event(at=time.time()))
+    await log.flush()
+
+    assert await redis_client.xlen(EVENTS) < 300
+    assert len(await log.read(later)) == 1
