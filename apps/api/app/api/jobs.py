@@ -8,7 +8,7 @@ phrase catalog of an agent or persona.
 
 import asyncio
 import base64
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -28,7 +28,7 @@ from app.deps import (
     SynthesizerDep,
 )
 from app.errors import AppError, NotFoundError, ValidationFailedError
-from app.jobs.store import ItemResult, ItemState, JobItem, JobKind, JobRecord
+from app.jobs.store import ItemFigures, ItemResult, ItemState, JobItem, JobKind, JobRecord
 from app.tts import batch
 from app.tts.models import AgentId, Language, Persona, SynthesizeRequest
 
@@ -57,16 +57,9 @@ class BulkRequest(BaseModel):
     )
 
 
-class ItemOutcome(BaseModel):
+class ItemOutcome(ItemFigures):
     index: int
     id: str | None
-    status: ItemState
-    cache: str | None = None
-    provider: str | None = None
-    audio_duration_ms: int | None = None
-    quality_score: float | None = None
-    characters_billed: int = 0
-    error: dict[str, Any] | None = None
     content_type: str
     audio_url: str | None = Field(default=None, description="Background jobs: the item's audio")
     audio_base64: str | None = Field(default=None, description="Foreground: the audio itself")

@@ -69,8 +69,8 @@ class JobItem(BaseModel):
     catalog: bool = False
 
 
-class ItemResult(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ItemFigures(BaseModel):
+    """What an item's synthesis came to, as job results and bulk answers report it."""
 
     status: ItemState
     cache: str | None = None
@@ -78,9 +78,14 @@ class ItemResult(BaseModel):
     audio_duration_ms: int | None = None
     quality_score: float | None = None
     characters_billed: int = 0
+    error: dict[str, Any] | None = None
+
+
+class ItemResult(ItemFigures):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     # The audio is kept with the job (it is not in the shared cache: fallback or cache:false).
     stored: bool = False
-    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

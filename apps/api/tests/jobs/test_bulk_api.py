@@ -6,12 +6,11 @@ before and after each test, so that a worker started by a later module finds no 
 
 import base64
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from app.catalog import catalog_phrases
@@ -19,14 +18,12 @@ from app.ops.local_redis import free_port
 from app.tts.models import Language, Persona
 from tests.asgi import app_client
 from tests.conftest import SettingsFactory
+from tests.jobs.conftest import QUEUE
 
 BULK = "/api/v1/voice/streaming/synthesize/bulk"
 PREGENERATE = "/api/v1/voice/streaming/pregenerate"
 JOBS = "/api/v1/voice/streaming/jobs/"
 SYNTHESIZE = "/api/v1/voice/synthesize"
-QUEUE = "seiketsu-voice"
-# kombu's Redis transport: the queue's list, and where delivered but unacknowledged tasks wait.
-BROKER_KEYS = (QUEUE, "unacked", "unacked_index", "unacked_mutex")
 JOB_IDS = "sv:jobs"
 HANG_BOUND_S = 5.0
 
@@ -45,17 +42,8 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 
 @pytest.fixture
-def broker(broker_url: str) -> Iterator[str]:
-    """The broker database with no queued chunks, before and after the test."""
-    with redis.Redis.from_url(broker_url) as client:
-        client.delete(*BROKER_KEYS)
-        yield broker_url
-        client.delete(*BROKER_KEYS)
-
-
-@pytest.fixture
-async def broker_redis(broker: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(broker)
+async def broker_redis(empty_broker: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(empty_broker)
     yield client
     await client.aclose()
 
@@ -68,7 +56,7 @@ async def state_redis(fresh_redis: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def queueing_client(jobs_client: httpx.AsyncClient, broker: str) -> httpx.AsyncClient:
+def queueing_client(jobs_client: httpx.AsyncClient, empty_broker: str) -> httpx.AsyncClient:
     """The app publishing to the (emptied) broker database."""
     return jobs_client
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 URL = "/api/v1/voice/streaming/health/detailed"
 
 
-@pytest.mark.usefixtures("clean_redbeat")
+@pytest.mark.usefixtures("empty_broker")
 async def test_with_a_worker_and_beat_running_every_dependency_is_ok(
     jobs_client: httpx.AsyncClient,
     start_worker: WorkerFactory,
