@@ -198,6 +198,43 @@ class MonitoringSettings(BaseModel):
     api_key: SecretStr | None = None
 
 
+class AnalyticsSettings(BaseModel):
+    """Anomaly detection over recent events, and how alerts reach the monitoring sink."""
+
+    # Events of this many seconds before an evaluation are judged.
+    window_s: float = Field(default=300.0, gt=0)
+    # Fewer requests than this in a scope judge nothing: one slow request must not fire.
+    min_requests: int = Field(default=5, ge=1)
+    slow_p95_ms: float = Field(default=1500.0, gt=0)
+    slow_first_audio_p95_ms: float = Field(default=1500.0, gt=0)
+    min_quality: float = Field(default=0.6, ge=0, le=1)
+    max_error_rate: float = Field(default=0.1, ge=0, le=1)
+    max_fallback_rate: float = Field(default=0.2, ge=0, le=1)
+    # Cache hit collapse: below this share of its baseline, once the baseline is this high.
+    cache_collapse_ratio: float = Field(default=0.5, gt=0, lt=1)
+    cache_baseline_min: float = Field(default=0.3, ge=0, le=1)
+    # Each scope's own baseline (an EWMA per evaluation): fires at factor x baseline p95
+    # when the current p95 is also above the floor.
+    baseline_alpha: float = Field(default=0.2, gt=0, le=1)
+    baseline_factor: float = Field(default=2.0, gt=1)
+    baseline_floor_ms: float = Field(default=500.0, ge=0)
+    # A firing alert is sent again this often while it fires (Alertmanager wants re-sends).
+    resend_s: float = Field(default=300.0, gt=0)
+    # One POST to the sink gives up after this; what failed waits in the outbox.
+    send_timeout_s: float = Field(default=3.0, gt=0)
+    # Outbox retries: base * 2**attempts seconds apart, at most retry_max_s.
+    retry_base_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=900.0, gt=0)
+    history_size: int = Field(default=500, ge=1)
+    generator_url: str = "http://seiketsu-voice/api/v1/voice/analytics/anomalies"
+
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> Self:
+        if self.retry_base_s > self.retry_max_s:
+            raise ValueError("retry_base_s must not be above retry_max_s")
+        return self
+
+
 class MetricsSettings(BaseModel):
     # Where every API and worker process of one host keeps its Prometheus values (exported to
     # them as PROMETHEUS_MULTIPROC_DIR); GET /metrics adds them up. Same folder for all of them.
@@ -247,6 +284,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     jobs: JobsSettings = JobsSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     metrics: MetricsSettings = MetricsSettings()
 
     @classmethod

@@ -4,6 +4,8 @@ from fastapi import APIRouter, FastAPI
 
 from app.api import (
     agents,
+    analytics,
+    anomalies,
     health_detailed,
     jobs,
     performance,
@@ -27,7 +29,9 @@ VOICE_ROUTERS: tuple[APIRouter, ...] = (
     quality.router,
     profiles.router,
     performance.router,
+    analytics.router,
     health_detailed.router,
+    anomalies.router,
 )
 BULK_PATH = VOICE_PREFIX + "/streaming/synthesize/bulk"
 QUALITY_PATH = VOICE_PREFIX + "/streaming/quality/analyze"

@@ -5,6 +5,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from app.analytics import alerts
 from app.cache.maintenance import maintain
 from app.jobs.schedule_runs import claim_slot, record_run
 from app.services import Services
@@ -46,6 +47,13 @@ async def warm_up_voices(services: Services, slot: str | None) -> dict[str, Any]
     return await warm_up(services, slot)
 
 
-async def evaluate(_services: Services, _slot: str | None) -> dict[str, Any]:
-    # For now its run record is beat's heartbeat; anomaly detection and alerts come with it.
-    return {"beat": "alive"}
+async def evaluate(services: Services, _slot: str | None) -> dict[str, Any]:
+    """Detect anomalies, alert the sink (retrying its outbox), push the metrics summary.
+
+    Its run record is also beat's heartbeat.
+    """
+    settings = services.settings
+    outcome = await alerts.evaluate_and_alert(
+        services.redis, services.events, settings.analytics, settings.monitoring
+    )
+    return {"beat": "alive", **outcome}

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from app.agents import Agent, AgentStore
 from app.analytics.events import AnalyticsEvent, EventLog
-from app.analytics.rollups import Rollups, Sample
+from app.analytics.rollups import Rollups, Sample, Scope
 from app.audio import codecs, container, quality
 from app.audio.formats import FormatSpec, spec_of
 from app.cache.audio_cache import AudioCache, Lookup
@@ -97,6 +97,8 @@ class SynthesisPlan:
     wire: FormatSpec
     segments: tuple[Segment, ...]
     keys: tuple[str, ...]
+    # The registered agent that shaped the plan (None: none named, or not registered).
+    agent_id: str | None = None
     catalog: bool = False
     priority: Priority = Priority.LIVE
     # None: the provider chain's budget (VOICE_RESPONSE_TIMEOUT_MS).
@@ -288,6 +290,7 @@ class SynthesisService:
             wire=wire,
             segments=segments,
             keys=keys,
+            agent_id=agent.voice_agent_id if agent is not None else None,
             catalog=catalog,
             priority=priority,
             budget_s=budget_s,
@@ -394,7 +397,7 @@ class SynthesisService:
         error: str | None,
     ) -> None:
         """One request's figures: the rollups, the Prometheus metrics, the analytics event."""
-        self._rollups.record(_sample(plan, delivered, outcome, elapsed_s))
+        self._rollups.record(_sample(plan, delivered, outcome, elapsed_s), _scopes(plan, delivered))
         _export(surface, delivered, outcome)
         self._events.record(_event(plan, surface, delivered, outcome, elapsed_s, error))
 
@@ -564,6 +567,18 @@ def _sample(
     if results:
         sample.observe("first_audio", results[0].first_audio_s)
     return sample
+
+
+def _scopes(plan: SynthesisPlan, results: list[SegmentResult]) -> tuple[Scope, ...]:
+    """The request's rollup scopes: bounded ones only (an agent only when it is registered)."""
+    scopes: list[Scope] = [
+        ("persona", plan.profile.persona.value),
+        ("language", plan.language.value),
+    ]
+    if plan.agent_id is not None:
+        scopes.append(("agent", plan.agent_id))
+    scopes.extend(("provider", p.value) for p in dict.fromkeys(r.provider for r in results))
+    return tuple(scopes)
 
 
 def _error_code(exc: Exception) -> str:
