@@ -70,6 +70,9 @@ class SynthesisSettings(BaseModel):
     segment_concurrency: int = Field(default=4, ge=1, le=32)
     min_segment_chars: int = Field(default=20, ge=0, le=200)
     max_segment_chars: int = Field(default=400, ge=50, le=5000)
+    # A new upstream segment scoring below this is made once more with the persona's
+    # fallback voice (time budget allowing), and the better of the two is kept.
+    retry_below_quality: float = Field(default=0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _segment_bounds_are_ordered(self) -> Self:

@@ -123,6 +123,11 @@ class ProviderChain:
         self._budget_s = budget_s
         self._limiter = limiter
 
+    @property
+    def budget_s(self) -> float:
+        """Seconds a segment may wait for upstream's first byte before the offline engine."""
+        return self._budget_s
+
     def _attempts(self, profile: VoiceProfile, language: Language) -> list[_Attempt]:
         attempts: list[_Attempt] = []
         if self._upstream.configured:

@@ -28,8 +28,8 @@ from app.config import SynthesisSettings
 from app.limits.upstream import Priority
 from app.observability import metrics
 from app.ordered import in_order
-from app.tts.errors import ProviderError
-from app.tts.fallback import ProviderChain
+from app.tts.errors import ProviderError, SynthesisUnavailableError
+from app.tts.fallback import ProviderChain, SpokenSegment
 from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Provider, SynthesizeRequest
 from app.tts.personas import VoiceProfile, profile_for
@@ -70,6 +70,9 @@ class SegmentCut:
 
 StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
 
+
+# Recorded among a segment's failed attempts when its first take scored too low.
+LOW_QUALITY = "low_quality"
 
 # request JSON, persona named explicitly, agent JSON, catalog, priority, budget
 _MemoKey = tuple[str, bool, str | None, bool, Priority, float | None]
@@ -447,15 +450,7 @@ class SynthesisService:
             except ProviderError as exc:
                 queue.put_nowait(SegmentCut(index, exc))
                 return
-        entry = await _new_segment_entry(
-            plan,
-            seg,
-            b"".join(chunks),
-            opened.provider,
-            opened.voice_id,
-            opened.usage.characters_billed,
-            opened.failed_attempts,
-        )
+        entry = await _new_segment_entry(plan, seg, opened.spoken(seg, b"".join(chunks)))
         if opened.by_primary and plan.request.cache:
             await self._cache.store(plan.keys[index], entry)
         result = _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=True)
@@ -498,19 +493,46 @@ class SynthesisService:
         return _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=paid)
 
     async def _compute(self, plan: SynthesisPlan, seg: Segment) -> Computed:
+        deadline = time.monotonic() + (plan.budget_s or self._chain.budget_s)
         spoken = await self._chain.speak(
             seg, plan.profile, plan.language, plan.wire, plan.priority, plan.budget_s
         )
-        entry = await _new_segment_entry(
-            plan,
-            seg,
-            spoken.audio,
-            spoken.provider,
-            spoken.voice_id,
-            spoken.usage.characters_billed,
-            spoken.failed_attempts,
-        )
+        entry = await _new_segment_entry(plan, seg, spoken)
+        if entry.meta.quality < self._settings.retry_below_quality:
+            retried = await self._retry_with_fallback_voice(plan, seg, spoken, deadline)
+            if retried is not None and retried.meta.quality > entry.meta.quality:
+                # Not the first choice's audio: it is not cached under the first choice's key
+                # (and neither is the poor take, so the next request asks again).
+                return Computed(entry=retried, cacheable=False)
+            if retried is not None:
+                return Computed(entry=entry, cacheable=False)
         return Computed(entry=entry, cacheable=spoken.by_primary)
+
+    async def _retry_with_fallback_voice(
+        self, plan: SynthesisPlan, seg: Segment, first: SpokenSegment, deadline: float
+    ) -> CacheEntry | None:
+        """The segment again in the persona's fallback voice, if upstream spoke it in another
+        voice and time is left; None when no retry was made or it did not come from upstream."""
+        fallback = plan.profile.fallback_voice
+        remaining_s = deadline - time.monotonic()
+        if first.provider != Provider.ELEVENLABS or first.voice_id == fallback.voice_id:
+            return None
+        if remaining_s <= 0:
+            return None
+        voices = {**plan.profile.voices, plan.language: fallback}
+        profile = plan.profile.model_copy(update={"voices": voices})
+        try:
+            again = await self._chain.speak(
+                seg, profile, plan.language, plan.wire, plan.priority, remaining_s
+            )
+        except SynthesisUnavailableError:
+            return None
+        if again.provider != Provider.ELEVENLABS:
+            return None
+        logger.info("segment %d scored low; retried in the fallback voice", seg.index)
+        return await _new_segment_entry(
+            plan, seg, again, extra_failures=(*first.failed_attempts, LOW_QUALITY)
+        )
 
 
 def _profile_of(request: SynthesizeRequest, agent: Agent | None) -> VoiceProfile:
@@ -637,25 +659,22 @@ def _export(surface: metrics.Surface, results: list[SegmentResult], outcome: str
 async def _new_segment_entry(
     plan: SynthesisPlan,
     seg: Segment,
-    audio: bytes,
-    provider: Provider,
-    voice_id: str | None,
-    characters_billed: int,
-    failed_attempts: tuple[str, ...],
+    spoken: SpokenSegment,
+    extra_failures: tuple[str, ...] | None = None,
 ) -> CacheEntry:
     """A freshly made segment as a cache entry: clean audio, duration and quality measured."""
-    clean, duration_ms, score = await asyncio.to_thread(_finish, audio, seg.text, plan.wire)
-    metrics.QUALITY_SCORE.labels(provider).observe(score)
+    clean, duration_ms, score = await asyncio.to_thread(_finish, spoken.audio, seg.text, plan.wire)
+    metrics.QUALITY_SCORE.labels(spoken.provider).observe(score)
     return new_entry(
         clean,
         wire_format=plan.wire.format.value,
-        provider=provider.value,
-        voice_id=voice_id,
+        provider=spoken.provider.value,
+        voice_id=spoken.voice_id,
         duration_ms=duration_ms,
         quality=score,
-        characters_billed=characters_billed,
+        characters_billed=spoken.usage.characters_billed,
         catalog=plan.catalog,
-        failed_attempts=failed_attempts,
+        failed_attempts=spoken.failed_attempts if extra_failures is None else extra_failures,
     )
 
 

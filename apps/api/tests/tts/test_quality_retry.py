@@ -1,0 +1,40 @@
+"""A segment that scores below the threshold is made once more in the persona's fallback voice."""
+
+import httpx
+
+from app.tts.personas import LILY, MATILDA
+from tests.fakes.elevenlabs_server import FakeElevenLabs
+
+SYNTHESIZE = "/api/v1/voice/synthesize"
+BODY = {"text": "The open house starts at noon on Saturday.", "language": "en"}
+
+
+def _voices(fake: FakeElevenLabs) -> list[str]:
+    return [r.path.split("/")[3] for r in fake.stats().requests if r.path.startswith("/v1/text-to")]
+
+
+async def test_a_silent_take_is_retried_in_the_fallback_voice_and_kept_out_of_the_cache(
+    upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+) -> None:
+    elevenlabs.behavior.silent_audio = True
+
+    first = await upstream_client.post(SYNTHESIZE, json=BODY)
+    again = await upstream_client.post(SYNTHESIZE, json=BODY)
+
+    assert first.status_code == 200
+    assert first.headers["x-provider"] == "elevenlabs"
+    # Persona professional: Matilda first, Lily (its fallback voice) for the retry; neither
+    # poor take is cached, so the second request asks again.
+    assert _voices(elevenlabs) == [MATILDA.voice_id, LILY.voice_id] * 2
+    assert again.headers["x-cache"] != "hit"
+
+
+async def test_a_good_take_is_not_retried_and_is_cached(
+    upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+) -> None:
+    first = await upstream_client.post(SYNTHESIZE, json=BODY)
+    again = await upstream_client.post(SYNTHESIZE, json=BODY)
+
+    assert float(first.headers["x-quality-score"]) >= 0.5
+    assert _voices(elevenlabs) == [MATILDA.voice_id]
+    assert again.headers["x-cache"] == "hit"
