@@ -400,9 +400,10 @@ class SynthesisService:
         error: str | None,
     ) -> None:
         """One request's figures: the rollups, the Prometheus metrics, the analytics event."""
-        self._rollups.record(_sample(plan, delivered, outcome, elapsed_s), _scopes(plan, delivered))
-        _export(surface, delivered, outcome)
-        self._events.record(_event(plan, surface, delivered, outcome, elapsed_s, error))
+        figures = _RequestFigures.of(delivered)
+        self._rollups.record(_sample(figures, outcome, elapsed_s), _scopes(plan, figures))
+        _export(surface, figures, outcome)
+        self._events.record(_event(plan, surface, figures, outcome, elapsed_s, error))
 
     async def _produce(
         self,
@@ -568,30 +569,63 @@ def _from_entry(
     )
 
 
-def _sample(
-    plan: SynthesisPlan, results: list[SegmentResult], outcome: str, elapsed_s: float
-) -> Sample:
+@dataclass(frozen=True, slots=True)
+class _RequestFigures:
+    """What a request's delivered segments add up to, computed once for every record."""
+
+    segments: int
+    segment_hits: int
+    cache: CacheOutcome | None  # None when nothing was delivered
+    served_bytes: int
+    characters_billed: int
+    characters_saved: int
+    quality_sum: float
+    quality: float | None  # duration-weighted
+    fallback: bool
+    providers: tuple[Provider, ...]
+    first_audio_s: float | None
+
+    @classmethod
+    def of(cls, results: list[SegmentResult]) -> "_RequestFigures":
+        hits = [r for r in results if r.cache == CacheOutcome.HIT]
+        duration_ms = sum(r.duration_ms for r in results)
+        weighted = sum(r.quality * r.duration_ms for r in results)
+        return cls(
+            segments=len(results),
+            segment_hits=len(hits),
+            cache=overall_cache_outcome([r.cache for r in results]) if results else None,
+            served_bytes=sum(len(r.audio) for r in hits),
+            characters_billed=sum(r.characters_billed for r in results),
+            characters_saved=sum(r.characters_saved for r in results),
+            quality_sum=sum(r.quality for r in results),
+            quality=weighted / duration_ms if duration_ms else None,
+            fallback=any(r.failed_attempts for r in results),
+            providers=tuple(dict.fromkeys(r.provider for r in results)),
+            first_audio_s=results[0].first_audio_s if results else None,
+        )
+
+
+def _sample(figures: _RequestFigures, outcome: str, elapsed_s: float) -> Sample:
     sample = Sample().count("requests").count(f"outcome_{outcome}").observe("latency", elapsed_s)
     if outcome != "ok":
         return sample
-    cache = overall_cache_outcome([r.cache for r in results])
+    cache = figures.cache or CacheOutcome.BYPASS
     sample.count(f"cache_{cache.value}")
-    sample.count("segments", len(results))
-    sample.count("segment_hits", sum(r.cache == CacheOutcome.HIT for r in results))
-    served = sum(len(r.audio) for r in results if r.cache == CacheOutcome.HIT)
-    sample.count("cache_bytes_served", served)
-    sample.count("chars_billed", sum(r.characters_billed for r in results))
-    sample.count("chars_saved", sum(r.characters_saved for r in results))
-    sample.count("quality_sum", sum(r.quality for r in results))
-    sample.count("fallback", any(r.failed_attempts for r in results))
-    for provider in dict.fromkeys(r.provider for r in results):
+    sample.count("segments", figures.segments)
+    sample.count("segment_hits", figures.segment_hits)
+    sample.count("cache_bytes_served", figures.served_bytes)
+    sample.count("chars_billed", figures.characters_billed)
+    sample.count("chars_saved", figures.characters_saved)
+    sample.count("quality_sum", figures.quality_sum)
+    sample.count("fallback", figures.fallback)
+    for provider in figures.providers:
         sample.count(f"provider_{provider.value}")
-    if results:
-        sample.observe("first_audio", results[0].first_audio_s)
+    if figures.first_audio_s is not None:
+        sample.observe("first_audio", figures.first_audio_s)
     return sample
 
 
-def _scopes(plan: SynthesisPlan, results: list[SegmentResult]) -> tuple[Scope, ...]:
+def _scopes(plan: SynthesisPlan, figures: _RequestFigures) -> tuple[Scope, ...]:
     """The request's rollup scopes: bounded ones only (an agent only when it is registered)."""
     scopes: list[Scope] = [
         ("persona", plan.profile.persona.value),
@@ -599,7 +633,7 @@ def _scopes(plan: SynthesisPlan, results: list[SegmentResult]) -> tuple[Scope, .
     ]
     if plan.agent_id is not None:
         scopes.append(("agent", plan.agent_id))
-    scopes.extend(("provider", p.value) for p in dict.fromkeys(r.provider for r in results))
+    scopes.extend(("provider", p.value) for p in figures.providers)
     return tuple(scopes)
 
 
@@ -611,13 +645,12 @@ def _error_code(exc: Exception) -> str:
 def _event(
     plan: SynthesisPlan,
     surface: metrics.Surface,
-    results: list[SegmentResult],
+    figures: _RequestFigures,
     outcome: str,
     elapsed_s: float,
     error: str | None,
 ) -> AnalyticsEvent:
-    duration_ms = sum(r.duration_ms for r in results)
-    quality = sum(r.quality * r.duration_ms for r in results) / duration_ms if duration_ms else None
+    first_audio_s = figures.first_audio_s
     return AnalyticsEvent(
         at=time.time(),
         surface=surface.value,
@@ -625,14 +658,14 @@ def _event(
         agent=plan.request.voice_agent_id,
         persona=plan.profile.persona.value,
         language=plan.language.value,
-        provider=",".join(dict.fromkeys(r.provider.value for r in results)),
-        cache=overall_cache_outcome([r.cache for r in results]).value if results else "",
+        provider=",".join(p.value for p in figures.providers),
+        cache=figures.cache.value if figures.cache is not None else "",
         latency_ms=round(elapsed_s * 1000, 2),
-        first_audio_ms=round(results[0].first_audio_s * 1000, 2) if results else None,
-        characters_billed=sum(r.characters_billed for r in results),
-        characters_saved=sum(r.characters_saved for r in results),
-        quality=round(quality, 3) if quality is not None else None,
-        fallback=any(r.failed_attempts for r in results),
+        first_audio_ms=round(first_audio_s * 1000, 2) if first_audio_s is not None else None,
+        characters_billed=figures.characters_billed,
+        characters_saved=figures.characters_saved,
+        quality=round(figures.quality, 3) if figures.quality is not None else None,
+        fallback=figures.fallback,
         error=error,
     )
 
@@ -641,19 +674,18 @@ def _one_shot_surface(plan: SynthesisPlan) -> metrics.Surface:
     return metrics.Surface.BULK if plan.priority == Priority.BULK else metrics.Surface.HTTP
 
 
-def _export(surface: metrics.Surface, results: list[SegmentResult], outcome: str) -> None:
+def _export(surface: metrics.Surface, figures: _RequestFigures, outcome: str) -> None:
     """A finished request's cache outcome, first audio, bytes from cache and characters."""
-    if outcome != "ok" or not results:
+    if outcome != "ok" or figures.cache is None or figures.first_audio_s is None:
         return
-    cache = overall_cache_outcome([r.cache for r in results])
-    metrics.CACHE_LOOKUPS.labels(cache).inc()
-    metrics.FIRST_AUDIO.labels(surface, cache).observe(results[0].first_audio_s)
-    if served := sum(len(r.audio) for r in results if r.cache == CacheOutcome.HIT):
-        metrics.CACHE_SERVED_BYTES.labels(surface).inc(served)
-    if billed := sum(r.characters_billed for r in results):
-        metrics.BILLED_CHARACTERS.labels(surface).inc(billed)
-    if saved := sum(r.characters_saved for r in results):
-        metrics.SAVED_CHARACTERS.labels(surface).inc(saved)
+    metrics.CACHE_LOOKUPS.labels(figures.cache).inc()
+    metrics.FIRST_AUDIO.labels(surface, figures.cache).observe(figures.first_audio_s)
+    if figures.served_bytes:
+        metrics.CACHE_SERVED_BYTES.labels(surface).inc(figures.served_bytes)
+    if figures.characters_billed:
+        metrics.BILLED_CHARACTERS.labels(surface).inc(figures.characters_billed)
+    if figures.characters_saved:
+        metrics.SAVED_CHARACTERS.labels(surface).inc(figures.characters_saved)
 
 
 async def _new_segment_entry(

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -38,6 +37,7 @@ from tests.fakes.synthetic_audio import (
     render_audio,
     speech_pcm,
 )
+from tests.fakes.threaded_server import ThreadedServer
 
 __all__ = [
     "CHARS_PER_SECOND",
@@ -151,12 +151,6 @@ class FakeElevenLabs:
         self.behavior = Behavior()
         self._lock = threading.Lock()
         self._epoch = _Epoch()
-        self._thread: threading.Thread | None = None
-        self._server: uvicorn.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._port: int | None = None
-        self._failure: BaseException | None = None
         self._reset_unix = int(time.time()) + 30 * 86400
         self.app = Starlette(
             routes=[
@@ -169,56 +163,27 @@ class FakeElevenLabs:
                 Route("/v1/voices", self._voices, methods=["GET"]),
             ]
         )
+        self._serving = ThreadedServer(self.app, "fake-elevenlabs", grace_s=_STOP_GRACE_S)
 
     # -- lifecycle ----
 
     @property
     def base_url(self) -> str:
-        if self._port is None:
+        if self._serving.port is None:
             raise RuntimeError("FakeElevenLabs is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://127.0.0.1:{self._serving.port}"
 
     def start(self) -> "FakeElevenLabs":
         """Serve in a background thread; returns once the port is bound."""
-        if self._thread is not None:
-            raise RuntimeError("FakeElevenLabs is already started")
         uvicorn_log = logging.getLogger("uvicorn.error")
         if not any(isinstance(f, _QuietDrops) for f in uvicorn_log.filters):
             uvicorn_log.addFilter(_QuietDrops())
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            log_config=None,  # leave the process's logging set-up alone
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=_STOP_GRACE_S,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name="fake-elevenlabs", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"FakeElevenLabs did not start: {self._failure!r}")
-            time.sleep(0.005)
-        self._port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._serving.start()
         return self
 
     def stop(self) -> None:
         """Stop serving: stalled responses are cut off, the thread is joined."""
-        server, thread, loop, stopping = self._server, self._thread, self._loop, self._stopping
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        if loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                loop.call_soon_threadsafe(stopping.set)
-        thread.join(timeout=_STOP_GRACE_S + 5)
-        self._server = self._thread = self._loop = self._stopping = None
-        self._port = None
+        self._serving.stop()
 
     def __enter__(self) -> "FakeElevenLabs":
         return self.start()
@@ -230,18 +195,6 @@ class FakeElevenLabs:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by start(): a thread must not raise
-            self._failure = exc
-
-    async def _serve(self) -> None:
-        assert self._server is not None
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        await self._server.serve()
 
     # -- state ----
 
@@ -312,9 +265,9 @@ class FakeElevenLabs:
         self._record(request, raw)
         behavior = dataclasses.replace(self.behavior)
         epoch, number = self._arrive()
-        assert self._stopping is not None
+        assert self._serving.stopping is not None
         gone = asyncio.ensure_future(_wait_for_disconnect(receive))
-        stopping = asyncio.ensure_future(self._stopping.wait())
+        stopping = asyncio.ensure_future(self._serving.stopping.wait())
         try:
             reply = await self._answer(request, raw, behavior, epoch, number)
             await _pause(behavior.ttfb_s, gone, stopping)

@@ -9,16 +9,16 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.fakes.threaded_server import ThreadedServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,55 +38,22 @@ class FakeMonitoringSink:
         self.delay_s = 0.0
         self._lock = threading.Lock()
         self._requests: list[SinkRequest] = []
-        self._thread: threading.Thread | None = None
-        self._server: uvicorn.Server | None = None
-        self._port: int | None = None
         self.app = Starlette(routes=[Route("/{path:path}", self._receive, methods=["POST"])])
+        self._serving = ThreadedServer(self.app, "fake-sink")
 
     @property
     def url(self) -> str:
         """The webhook URL (Alertmanager's v2 path, though any path is accepted)."""
-        if self._port is None:
+        if self._serving.port is None:
             raise RuntimeError("FakeMonitoringSink is not started")
-        return f"http://127.0.0.1:{self._port}/api/v2/alerts"
+        return f"http://127.0.0.1:{self._serving.port}/api/v2/alerts"
 
     def start(self) -> "FakeMonitoringSink":
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._serve()), name="fake-sink", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("FakeMonitoringSink did not start")
-            time.sleep(0.005)
-        self._port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._serving.start()
         return self
 
-    async def _serve(self) -> None:
-        assert self._server is not None
-        await self._server.serve()
-
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout=10)
-        self._server = self._thread = None
-        self._port = None
+        self._serving.stop()
 
     def __enter__(self) -> "FakeMonitoringSink":
         return self.start()
