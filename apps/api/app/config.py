@@ -121,6 +121,8 @@ class StreamingSettings(BaseModel):
     max_message_bytes: int = Field(default=65_536, ge=1024)
     # Client messages per second a session may send (bursts up to twice that); more waits.
     messages_per_second: float = Field(default=50.0, gt=0)
+    # A stream owing audio that moved none for this long is listed as stalled in health.
+    stall_after_s: float = Field(default=30.0, gt=0)
 
 
 class JobsSettings(BaseModel):

@@ -15,6 +15,7 @@ from app.jobs.submission import JobSubmitter
 from app.limits.upstream import UpstreamLimiter
 from app.services import Services
 from app.streaming.registry import SessionRegistry
+from app.streaming.stalls import StreamWatch
 from app.tts.language import LanguageDetector
 from app.tts.service import SynthesisService
 
@@ -59,6 +60,10 @@ async def get_session_registry(conn: HTTPConnection) -> SessionRegistry:
     return cast(SessionRegistry, conn.state.sessions)
 
 
+async def get_stream_watch(conn: HTTPConnection) -> StreamWatch:
+    return cast(StreamWatch, conn.state.streams)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
@@ -68,6 +73,7 @@ LimiterDep = Annotated[UpstreamLimiter, Depends(get_limiter)]
 RollupsDep = Annotated[Rollups, Depends(get_rollups)]
 CacheRedisDep = Annotated[Redis, Depends(get_cache_redis)]
 SessionRegistryDep = Annotated[SessionRegistry, Depends(get_session_registry)]
+StreamWatchDep = Annotated[StreamWatch, Depends(get_stream_watch)]
 
 
 async def get_agents(conn: HTTPConnection) -> AgentStore:

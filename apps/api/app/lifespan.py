@@ -10,12 +10,14 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.services import Services, open_services
 from app.streaming.registry import SessionRegistry
+from app.streaming.stalls import StreamWatch
 
 
 class State(TypedDict):
     settings: Settings
     services: Services
     sessions: SessionRegistry
+    streams: StreamWatch
 
 
 def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
@@ -24,14 +26,21 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
         async with open_services(settings) as services:
             sessions = SessionRegistry(services.redis)
             sessions.start()
+            streams = StreamWatch(
+                services.redis, sessions.process_id, settings.streaming.stall_after_s
+            )
+            streams.start()
             # What start-up loaded (language models, the app, schemas: ~90k objects) lives as
             # long as the process; left to the cyclic GC, each full collection walked all of
             # it, a ~30 ms stall that was the p99 of cache hits under load.
             gc.freeze()
             try:
-                yield State(settings=settings, services=services, sessions=sessions)
+                yield State(
+                    settings=settings, services=services, sessions=sessions, streams=streams
+                )
             finally:
                 gc.unfreeze()
+                await streams.stop()
                 await sessions.stop()
 
     return lifespan

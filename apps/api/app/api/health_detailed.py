@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.deps import ServicesDep, SessionRegistryDep
+from app.deps import ServicesDep, SessionRegistryDep, StreamWatchDep
 from app.jobs.celery_config import CACHE_MAINTAIN, EVALUATE, WARM_UP
 from app.jobs.heartbeat import BEAT_EVERY_S, worker_beats
 from app.jobs.schedule_runs import last_runs
 from app.services import Services
+from app.streaming.stalls import StreamWatch
 from app.tts.models import Language
 from app.tts.personas import PROFILES
 from app.tts.warm_up import last_probe, probe_upstream
@@ -179,6 +180,20 @@ async def _limiter(services: Services) -> Dependency:
     )
 
 
+async def _stalled_streams(streams: StreamWatch) -> Dependency:
+    started = time.perf_counter()
+    stalled = await streams.everywhere()
+    details = {"stall_after_s": streams.stall_after_s, "streams": stalled}
+    if stalled:
+        return Dependency(
+            status="degraded",
+            latency_ms=_ms(started),
+            error=f"{len(stalled)} stream(s) moved no audio for {streams.stall_after_s:g} s",
+            details=details,
+        )
+    return Dependency(status="ok", latency_ms=_ms(started), details=details)
+
+
 @router.get(
     "/health/detailed",
     name="get_detailed_health",
@@ -186,7 +201,9 @@ async def _limiter(services: Services) -> Dependency:
     response_model=DetailedHealth,
     responses={503: {"model": DetailedHealth, "description": "Nothing can speak right now."}},
 )
-async def get_detailed_health(services: ServicesDep, sessions: SessionRegistryDep) -> JSONResponse:
+async def get_detailed_health(
+    services: ServicesDep, sessions: SessionRegistryDep, streams: StreamWatchDep
+) -> JSONResponse:
     cache_is_state = services.cache_redis is services.redis
     checks = await asyncio.gather(
         _redis(services.redis, with_memory=False),
@@ -196,9 +213,10 @@ async def get_detailed_health(services: ServicesDep, sessions: SessionRegistryDe
         _workers(services),
         _beat(services),
         _limiter(services),
+        _stalled_streams(streams),
     )
     names = ("state_redis", "cache_redis", "elevenlabs", "offline_engine", "workers", "beat")
-    dependencies = dict(zip((*names, "limiter"), checks, strict=True))
+    dependencies = dict(zip((*names, "limiter", "stalled_streams"), checks, strict=True))
     if cache_is_state:
         dependencies["cache_redis"].details["same_server_as_state"] = True
     dependencies["websocket_sessions"] = Dependency(

@@ -1,12 +1,13 @@
 """POST /streaming/synthesize/streaming: the /synthesize body, answered as a chunked stream."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.negotiation import require_json_body
 from app.api.schemas import ERROR_RESPONSES
 from app.api.synthesize import AUDIO_CONTENT
-from app.deps import SynthesizerDep
+from app.deps import StreamWatchDep, SynthesizerDep
+from app.errors import request_id_of
 from app.streaming.chunked import chunked_body
 from app.tts.models import SynthesizeRequest
 from app.tts.service import SegmentStarted
@@ -29,7 +30,12 @@ router = APIRouter(prefix="/streaming", tags=["streaming"])
         **ERROR_RESPONSES,
     },
 )
-async def stream_speech(body: SynthesizeRequest, synthesizer: SynthesizerDep) -> StreamingResponse:
+async def stream_speech(
+    body: SynthesizeRequest,
+    request: Request,
+    synthesizer: SynthesizerDep,
+    streams: StreamWatchDep,
+) -> StreamingResponse:
     plan = await synthesizer.prepare(body)
     events = synthesizer.stream(plan)
     # Waiting for the first segment to start costs nothing (its audio is the first byte) and
@@ -44,6 +50,9 @@ async def stream_speech(body: SynthesizeRequest, synthesizer: SynthesizerDep) ->
         "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",  # proxies must pass each chunk on, not collect them
     }
+    tracked = streams.track("http", request_id_of(request) or "unknown")
     return StreamingResponse(
-        chunked_body(first, events, plan.spec), media_type=plan.spec.media_type, headers=headers
+        chunked_body(first, events, plan.spec, tracked),
+        media_type=plan.spec.media_type,
+        headers=headers,
     )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from app.config import StreamingSettings
-from app.deps import SessionRegistryDep, SettingsDep, SynthesizerDep
+from app.deps import SessionRegistryDep, SettingsDep, StreamWatchDep, SynthesizerDep
 from app.streaming import protocol
 from app.streaming.session import Session
 
@@ -25,6 +25,7 @@ async def stream_session(
     synthesizer: SynthesizerDep,
     settings: SettingsDep,
     registry: SessionRegistryDep,
+    streams: StreamWatchDep,
 ) -> None:
     await websocket.accept()
     if not _SESSION_ID.match(session_id):
@@ -42,6 +43,7 @@ async def stream_session(
         settings.streaming,
         settings.synthesis.min_segment_chars,
         settings.synthesis.max_segment_chars,
+        streams,
     )
     registry.opened()
     receiving = asyncio.create_task(_receive(websocket, session, settings.streaming))

@@ -137,6 +137,11 @@ WEBSOCKET_SESSIONS = Gauge(
     "WebSocket sessions open.",
     multiprocess_mode="livesum",
 )
+STALLED_STREAMS = Gauge(
+    "seiketsu_voice_stalled_streams",
+    "Streams owing audio that moved none for streaming.stall_after_s.",
+    multiprocess_mode="livesum",
+)
 JOB_ITEMS = Counter(
     "seiketsu_voice_job_items",
     "Background job items finished, by outcome (done, failed, cached).",

@@ -2,17 +2,21 @@
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing
 
 from app.audio import container, mp3
 from app.audio.formats import FormatSpec
+from app.streaming.stalls import StreamProgress
 from app.tts.service import AudioChunk, SegmentCut, SegmentStarted, StreamEvent
 
 logger = logging.getLogger(__name__)
 
 
 async def chunked_body(
-    first: StreamEvent, events: AsyncGenerator[StreamEvent, None], spec: FormatSpec
+    first: StreamEvent,
+    events: AsyncGenerator[StreamEvent, None],
+    spec: FormatSpec,
+    tracked: AbstractContextManager[StreamProgress],
 ) -> AsyncIterator[bytes]:
     """Bytes to send: one WAV header (length unknown) up front, MP3 only in whole frames.
 
@@ -20,6 +24,16 @@ async def chunked_body(
     frame split by the network, or cut off by a failing provider, never reaches the player half
     written, and each segment's own tags and info frame are dropped at the join.
     """
+    async with aclosing(_frames(first, events, spec)) as frames:
+        with tracked as progress:
+            async for data in frames:
+                yield data
+                progress.moved(len(data))  # the caller took it: the send went through
+
+
+async def _frames(
+    first: StreamEvent, events: AsyncGenerator[StreamEvent, None], spec: FormatSpec
+) -> AsyncGenerator[bytes, None]:
     async with aclosing(events):
         if spec.wav:
             yield container.wav_header(spec.sample_rate, None)

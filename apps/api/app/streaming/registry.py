@@ -32,11 +32,16 @@ return 1
 """
 
 
+def process_tag() -> str:
+    """This process among all of the service's: its pid, unique even across hosts."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
 class SessionRegistry:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._report = redis.register_script(_REPORT)
-        self._process_id = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.process_id = process_tag()
         self.local = 0
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -70,7 +75,7 @@ class SessionRegistry:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         with suppress(RedisError, OSError):
-            await self._redis.hdel(COUNTS, self._process_id)
+            await self._redis.hdel(COUNTS, self.process_id)
 
     async def _keep_reporting(self) -> None:
         # Counts are written when they change (at most every 100 ms) and on a heartbeat, so
@@ -82,6 +87,6 @@ class SessionRegistry:
             with suppress(RedisError, OSError):  # the next tick reports again
                 await self._report(
                     keys=[COUNTS, ALIVE],
-                    args=[self._process_id, self.local, int(_HEARTBEAT_S * 3000)],
+                    args=[self.process_id, self.local, int(_HEARTBEAT_S * 3000)],
                 )
             await asyncio.sleep(0.1)

@@ -18,12 +18,13 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from app.audio.formats import spec_of
-from app.audio.framing import Framer
+from app.audio.framing import Frame, Framer
 from app.config import StreamingSettings
 from app.errors import AppError
 from app.observability import metrics
 from app.streaming import protocol
 from app.streaming.pacing import Pacer
+from app.streaming.stalls import StreamProgress, StreamWatch
 from app.streaming.utterance import SpokenSentence, Utterance
 from app.tts.models import SynthesizeRequest
 from app.tts.service import (
@@ -57,8 +58,10 @@ class Session:
         settings: StreamingSettings,
         min_segment_chars: int,
         max_segment_chars: int,
+        streams: StreamWatch,
     ) -> None:
         self.session_id = session_id
+        self._streams = streams
         self._synthesizer = synthesizer
         self._send_text = send_text
         self._settings = settings
@@ -193,54 +196,64 @@ class Session:
 
     async def _speak(self, utterance: Utterance) -> None:
         assert self._start is not None
-        assert self._out is not None
-        spec = spec_of(self._start.output_format)
-        framer = Framer(spec, self._start.frame_ms)
         pipeline = _Pipeline(utterance, self._pump)
-        first: _FirstAudio | None = None
-        seq = 0
         try:
-            index = 0
-            while True:
-                queue = await pipeline.sentence(index)
-                if queue is None:
-                    break
-                sentence = SpokenSentence(chars=0)
-                utterance.spoken.append(sentence)
-                while (event := await queue.get()) is not None:
-                    if isinstance(event, Exception):
-                        await self._report(event)
-                        break
-                    if isinstance(event, SegmentStarted):
-                        sentence.chars = len(event.text)
-                        if first is None:
-                            first = _FirstAudio(time.monotonic(), event.cache, event.provider)
-                    elif isinstance(event, AudioChunk):
-                        for frame in framer.feed(event.audio):
-                            await self._pacer.wait_to_send(frame.duration_s)
-                            if seq == 0:
-                                utterance.playback_offset_s = self._pacer.sent_s - frame.duration_s
-                            await self.send(self._out.audio(utterance.id, seq, frame.audio))
-                            sentence.audio_s += frame.duration_s
-                            seq += 1
-                    elif isinstance(event, SegmentCut):
-                        await self.send(protocol.error("upstream_interrupted", event.error.message))
-                index += 1
-            for frame in framer.finish():
-                await self._pacer.wait_to_send(frame.duration_s)
-                await self.send(self._out.audio(utterance.id, seq, frame.audio))
-                seq += 1
-            await self.send(self._out.mark(utterance.id))
-            if first is not None and utterance.first_ready_at is not None:
-                ttfa_ms = (first.at - utterance.first_ready_at) * 1000
-                metrics.WEBSOCKET_FIRST_AUDIO.labels(first.cache, first.provider).observe(
-                    ttfa_ms / 1000
-                )
-                await self.send(
-                    protocol.metrics(utterance.id, ttfa_ms, first.cache, first.provider)
-                )
+            with self._streams.track("websocket", f"{self.session_id}/{utterance.id}") as progress:
+                await self._speak_sentences(utterance, pipeline, progress)
         finally:
             await pipeline.stop()
+
+    async def _speak_sentences(
+        self, utterance: Utterance, pipeline: "_Pipeline", progress: StreamProgress
+    ) -> None:
+        assert self._start is not None
+        assert self._out is not None
+        out = self._out
+        framer = Framer(spec_of(self._start.output_format), self._start.frame_ms)
+        first: _FirstAudio | None = None
+        seq = 0
+
+        async def deliver(frame: Frame) -> None:
+            nonlocal seq
+            await self._pacer.wait_to_send(frame.duration_s)
+            if seq == 0:
+                utterance.playback_offset_s = self._pacer.sent_s - frame.duration_s
+            await self.send(out.audio(utterance.id, seq, frame.audio))
+            progress.moved(len(frame.audio))
+            seq += 1
+
+        index = 0
+        while True:
+            with progress.waiting_for_caller():
+                queue = await pipeline.sentence(index)
+            if queue is None:
+                break
+            sentence = SpokenSentence(chars=0)
+            utterance.spoken.append(sentence)
+            while (event := await queue.get()) is not None:
+                if isinstance(event, Exception):
+                    await self._report(event)
+                    break
+                if isinstance(event, SegmentStarted):
+                    sentence.chars = len(event.text)
+                    if first is None:
+                        first = _FirstAudio(time.monotonic(), event.cache, event.provider)
+                elif isinstance(event, AudioChunk):
+                    for frame in framer.feed(event.audio):
+                        await deliver(frame)
+                        sentence.audio_s += frame.duration_s
+                elif isinstance(event, SegmentCut):
+                    await self.send(protocol.error("upstream_interrupted", event.error.message))
+            index += 1
+        for frame in framer.finish():
+            await deliver(frame)
+        await self.send(out.mark(utterance.id))
+        if first is not None and utterance.first_ready_at is not None:
+            ttfa_ms = (first.at - utterance.first_ready_at) * 1000
+            metrics.WEBSOCKET_FIRST_AUDIO.labels(first.cache, first.provider).observe(
+                ttfa_ms / 1000
+            )
+            await self.send(protocol.metrics(utterance.id, ttfa_ms, first.cache, first.provider))
 
     async def _pump(self, text: str, queue: "EventQueue") -> None:
         assert self._start is not None

@@ -5,12 +5,10 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 import websockets
 
 from app.config import Settings
-from app.main import create_app
-from app.serve import SERVER_OPTIONS
+from tests.asgi import served as serve_in_loop
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 
 pytestmark = pytest.mark.integration
@@ -18,26 +16,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def served(upstream_settings: Settings) -> AsyncIterator[str]:
-    """The app on a real uvicorn, in this loop, so its tasks can be counted here."""
-    config = uvicorn.Config(
-        create_app(upstream_settings),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        **SERVER_OPTIONS,
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    for _ in range(500):  # uvicorn offers no event for "listening"
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"ws://127.0.0.1:{port}/api/v1/voice/streaming/stream/"
-    finally:
-        server.should_exit = True
-        await serving
+    async with serve_in_loop(upstream_settings) as base_url:
+        yield base_url.replace("http://", "ws://") + "/api/v1/voice/streaming/stream/"
 
 
 async def test_leaving_mid_utterance_leaves_no_task_running(
