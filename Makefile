@@ -11,7 +11,7 @@ API := $(CURDIR)/apps/api
 PYTEST_ARGS ?=
 WORKER_CONCURRENCY ?= 2
 
-.PHONY: help run worker beat test lint fmt deps dev-deps redis bench
+.PHONY: help run worker beat test lint fmt deps dev-deps redis bench keys
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ worker: redis ## start a Celery worker: bulk jobs, pre-generation, scheduled wor
 
 beat: redis ## start beat (RedBeat: schedule and lock in Redis, so a second beat is harmless)
 	cd $(API) && exec $(BIN)/celery -A app.jobs.celery_app beat --loglevel=INFO
+
+keys: redis ## manage API keys: make keys ARGS="create --name frontend --scopes synthesize,stream"
+	cd $(API) && $(BIN)/python -m app.auth.cli $(ARGS)
 
 test: dev-deps ## run the whole suite (it starts its own private redis-server)
 	cd $(API) && $(BIN)/python -m app.ops.local_redis install >/dev/null

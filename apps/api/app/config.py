@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from app.audio.formats import OutputFormat
+from app.auth.keys import parse_key
 
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -198,6 +199,46 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(default=10 * 1_048_576, ge=1024)
 
 
+class AuthSettings(BaseModel):
+    """API keys: hashing, the bootstrap admin key, default per-key limits, brute-force brake."""
+
+    enabled: bool = True
+    # Keys the HMAC of every key secret. None: one is made and kept in the state Redis.
+    pepper: SecretStr | None = None
+    # A full sv_<id>_<secret> key with the admin scope that needs no record in Redis.
+    bootstrap_admin_key: SecretStr | None = None
+    # Defaults for keys without their own limits (token buckets, per key).
+    requests_per_minute: int = Field(default=600, ge=1)
+    characters_per_minute: int = Field(default=100_000, ge=1)
+    rotation_grace_s: int = Field(default=86_400, ge=0)
+    # Failed authentications per client address and minute before it is refused (0: off).
+    max_failures_per_minute: int = Field(default=20, ge=0)
+    allow_metrics_without_key: bool = True
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("pepper", "bootstrap_admin_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # .env.example lists these blank; blank means unset, never an empty secret.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("pepper")
+    @classmethod
+    def _pepper_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("pepper must have at least 16 characters")
+        return value
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _bootstrap_key_is_a_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and parse_key(value.get_secret_value()) is None:
+            raise ValueError("bootstrap_admin_key must have the form sv_<12 chars>_<32+ chars>")
+        return value
+
+
 class MonitoringSettings(BaseModel):
     webhook_url: str | None = None
     api_key: SecretStr | None = None
@@ -287,6 +328,7 @@ class Settings(BaseSettings):
     limiter: LimiterSettings = LimiterSettings()
     streaming: StreamingSettings = StreamingSettings()
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
     jobs: JobsSettings = JobsSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
