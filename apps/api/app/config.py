@@ -111,6 +111,23 @@ class LimiterSettings(BaseModel):
         return self
 
 
+class CircuitSettings(BaseModel):
+    """Circuit breakers per provider and voice (app.tts.circuit)."""
+
+    # Consecutive failures, from any process, that open a voice's circuit.
+    failure_threshold: int = Field(default=5, ge=1)
+    # Or this share of failures among at least window_min_calls calls of one process in
+    # the last window_s.
+    window_s: float = Field(default=30.0, gt=0)
+    window_min_calls: int = Field(default=10, ge=1)
+    window_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    # An open circuit is probed after open_s; each failed probe doubles it, up to max_open_s.
+    open_s: float = Field(default=10.0, gt=0)
+    max_open_s: float = Field(default=300.0, gt=0)
+    # How often each process reloads the shared circuits (and probes those due).
+    refresh_s: float = Field(default=1.0, gt=0)
+
+
 class StreamingSettings(BaseModel):
     # Audio sent ahead of what the listener has heard; barge-in is heard within this.
     max_lead_ms: int = Field(default=300, ge=20, le=5000)
@@ -327,6 +344,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     limiter: LimiterSettings = LimiterSettings()
     streaming: StreamingSettings = StreamingSettings()
+    circuit: CircuitSettings = CircuitSettings()
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     jobs: JobsSettings = JobsSettings()

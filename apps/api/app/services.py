@@ -28,6 +28,7 @@ from app.jobs.store import JobAudio, JobStore
 from app.jobs.submission import JobSubmitter
 from app.limits.upstream import UpstreamLimiter
 from app.notifications import Notifier
+from app.tts.circuit import Circuits
 from app.tts.fallback import ProviderChain
 from app.tts.language import LanguageDetector, shared_detector
 from app.tts.providers.elevenlabs import ElevenLabsProvider
@@ -48,6 +49,7 @@ class Services:
     upstream: ElevenLabsProvider
     cache: AudioCache
     limiter: UpstreamLimiter
+    circuits: Circuits
     rollups: Rollups
     events: EventLog
     agents: AgentStore
@@ -117,11 +119,13 @@ async def open_services(
         http_client, settings.elevenlabs.base_url, settings.elevenlabs.key
     )
     detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), espeak.start())
+    circuits = Circuits(redis, settings.circuit)
     chain = ProviderChain(
         upstream=upstream,
         offline=EspeakProvider(espeak),
         budget_s=settings.synthesis.response_timeout_ms / 1000,
         limiter=limiter,
+        circuits=circuits,
     )
     agents = AgentStore(redis)
     jobs = JobStore(redis, settings.jobs.retention_s)
@@ -137,6 +141,7 @@ async def open_services(
         upstream=upstream,
         cache=cache,
         limiter=limiter,
+        circuits=circuits,
         rollups=rollups,
         events=events,
         agents=agents,
@@ -153,6 +158,7 @@ async def open_services(
     for notifier in notifiers:
         notifier.start()
     limiter.start()
+    circuits.start(probe=chain.probe)
     if settings.elevenlabs.key is None:
         logger.warning("ELEVEN_LABS_API_KEY is not set: speaking with the offline engine")
     try:
@@ -161,6 +167,7 @@ async def open_services(
         await rollups.stop()
         await events.stop()
         await cache.stop()
+        await circuits.stop()
         await limiter.stop()
         for notifier in notifiers:
             await notifier.stop()

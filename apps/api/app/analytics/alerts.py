@@ -35,6 +35,7 @@ from app.analytics.anomalies import (
 )
 from app.analytics.events import EventLog
 from app.config import AnalyticsSettings, MonitoringSettings
+from app.tts.circuit import CircuitView
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ async def evaluate_and_alert(
     rules: AnalyticsSettings,
     monitoring: MonitoringSettings,
     now: float | None = None,
+    circuits: Iterable[CircuitView] = (),
 ) -> dict[str, Any]:
     """One evaluation: detect, update the anomalies, send what is due (new, re-sends,
     resolves, the outbox's retries), push the metrics summary. Counts for the run record."""
@@ -214,7 +216,7 @@ async def evaluate_and_alert(
     if not await lock.acquire():
         return {"skipped": "another evaluation is under way"}
     try:
-        return await _evaluate(redis, events, rules, monitoring, now)
+        return await _evaluate(redis, events, rules, monitoring, now, circuits)
     finally:
         with contextlib.suppress(LockError):  # the lease ran out: someone else may hold it now
             await lock.release()
@@ -226,10 +228,11 @@ async def _evaluate(
     rules: AnalyticsSettings,
     monitoring: MonitoringSettings,
     now: float | None,
+    circuits: Iterable[CircuitView],
 ) -> dict[str, Any]:
     now = time.time() if now is None else now
     store = AnomalyStore(redis, rules.history_size)
-    scopes, transition = await evaluate_window(events, store, rules, now)
+    scopes, transition = await evaluate_window(events, store, rules, now, circuits)
     outcome: dict[str, Any] = {
         "firing": len(transition.started) + len(transition.continuing),
         "started": len(transition.started),

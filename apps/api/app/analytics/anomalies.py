@@ -19,6 +19,7 @@ from redis.typing import EncodableT, FieldT
 
 from app.analytics.events import AnalyticsEvent, EventLog
 from app.config import AnalyticsSettings
+from app.tts.circuit import ACCOUNT, CircuitState, CircuitView
 
 SERVICE = "seiketsu-voice"
 CURRENT = "sv:analytics:anomalies"  # hash: fingerprint -> JSON of the firing anomaly
@@ -227,6 +228,30 @@ def detect(
     return found
 
 
+def circuit_detections(circuits: Iterable[CircuitView]) -> list[Detection]:
+    """Provider availability: one anomaly per circuit not closed, resolved when it closes."""
+    found = []
+    for view in circuits:
+        if view.state is CircuitState.CLOSED:
+            continue
+        account = view.voice == ACCOUNT
+        what = (
+            f"{view.provider} (every voice)" if account else f"{view.provider} voice {view.voice}"
+        )
+        error = f" after {view.last_error_code}: {view.last_error}" if view.last_error_code else ""
+        found.append(
+            Detection(
+                "VoiceProviderUnavailable",
+                "critical" if account else "warning",
+                {"provider": view.provider, "voice": view.voice},
+                f"{what} is unavailable: its circuit is {view.state.value}{error}",
+                "Callers are answered by the fallback voice or the offline engine until a "
+                "background probe succeeds.",
+            )
+        )
+    return found
+
+
 def next_baselines(
     scopes: Mapping[str, WindowStats],
     baselines: Mapping[str, float],
@@ -321,9 +346,14 @@ def _text(value: bytes | str) -> str:
 
 
 async def evaluate_window(
-    events: EventLog, store: AnomalyStore, rules: AnalyticsSettings, now: float | None = None
+    events: EventLog,
+    store: AnomalyStore,
+    rules: AnalyticsSettings,
+    now: float | None = None,
+    circuits: Iterable[CircuitView] = (),
 ) -> tuple[dict[str, WindowStats], Transition]:
-    """Judge the last window, move the baselines, and record what started and what ended."""
+    """Judge the last window and the circuits, move the baselines, and record what started
+    and what ended."""
     now = time.time() if now is None else now
     scopes = summarize_scopes(await events.read(now - rules.window_s, now))
     baselines = await store.baselines()
@@ -331,4 +361,4 @@ async def evaluate_window(
     await store.save_baselines(
         next_baselines(scopes, baselines, detections, rules.baseline_alpha, rules.min_requests)
     )
-    return scopes, await store.update(detections, now)
+    return scopes, await store.update([*detections, *circuit_detections(circuits)], now)

@@ -21,6 +21,7 @@ from app.jobs.heartbeat import BEAT_EVERY_S, worker_beats
 from app.jobs.schedule_runs import last_runs
 from app.services import Services
 from app.streaming.stalls import StreamWatch
+from app.tts.circuit import ACCOUNT, CircuitState
 from app.tts.models import Language
 from app.tts.personas import PROFILES
 from app.tts.warm_up import last_probe, probe_upstream
@@ -105,12 +106,25 @@ async def _elevenlabs(services: Services) -> Dependency:
         if probe.get(key) is not None
     }
     details["plan_concurrency_limit"] = services.limiter.plan_limit
-    if not probe.get("ok"):
-        error = probe.get("error") or {}
+    circuits = services.circuits.views()
+    details["circuits"] = [view.as_dict() for view in circuits]
+    errors = [v.as_dict()["last_error"] for v in circuits if v.last_error_at is not None]
+    details["last_error"] = max(errors, key=lambda e: e["at"]) if errors else None
+    account_open = any(v.voice == ACCOUNT and v.state is not CircuitState.CLOSED for v in circuits)
+    voices_open = [v.voice for v in circuits if v.state is not CircuitState.CLOSED]
+    if not probe.get("ok") or account_open:
+        error = probe.get("error") or details["last_error"] or {}
         return Dependency(
             status="down",
             latency_ms=probe.get("latency_ms"),
             error=f"{error.get('code')}: {error.get('message')}",
+            details=details,
+        )
+    if voices_open:
+        return Dependency(
+            status="degraded",
+            latency_ms=probe.get("latency_ms"),
+            error=f"circuit open for voice(s) {', '.join(voices_open)}: fallbacks speak",
             details=details,
         )
     return Dependency(status="ok", latency_ms=probe.get("latency_ms"), details=details)

@@ -53,7 +53,12 @@ async def evaluate(services: Services, _slot: str | None) -> dict[str, Any]:
     Its run record is also beat's heartbeat.
     """
     settings = services.settings
+    await services.circuits.refresh()
     outcome = await alerts.evaluate_and_alert(
-        services.redis, services.events, settings.analytics, settings.monitoring
+        services.redis,
+        services.events,
+        settings.analytics,
+        settings.monitoring,
+        circuits=services.circuits.views(),
     )
     return {"beat": "alive", **outcome}

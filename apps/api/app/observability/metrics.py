@@ -137,6 +137,13 @@ WEBSOCKET_SESSIONS = Gauge(
     "WebSocket sessions open.",
     multiprocess_mode="livesum",
 )
+# Every process reloads the same shared circuits, so the highest value is the state.
+CIRCUIT_STATE = Gauge(
+    "seiketsu_voice_circuit_state",
+    "Circuit breaker state per provider and voice: 0 closed, 1 half-open, 2 open.",
+    ["provider", "voice"],
+    multiprocess_mode="livemax",
+)
 STALLED_STREAMS = Gauge(
     "seiketsu_voice_stalled_streams",
     "Streams owing audio that moved none for streaming.stall_after_s.",

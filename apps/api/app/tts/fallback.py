@@ -7,10 +7,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
-from app.audio.formats import FormatSpec
+from app.audio.formats import FormatSpec, OutputFormat, spec_of
 from app.cache.keys import SegmentIdentity
 from app.limits.upstream import Priority, SlotUnavailableError, UpstreamLimiter
 from app.observability import metrics
+from app.tts.circuit import ACCOUNT, Circuits
 from app.tts.errors import (
     ProviderError,
     SynthesisUnavailableError,
@@ -25,11 +26,14 @@ from app.tts.errors import (
     UpstreamUnreachableError,
 )
 from app.tts.models import Language, Provider
-from app.tts.personas import Voice, VoiceProfile
+from app.tts.personas import PROFILES, Voice, VoiceProfile
 from app.tts.providers.base import ProviderRequest, ProviderUsage, TTSProvider
 from app.tts.segmenting import Segment
 
 logger = logging.getLogger(__name__)
+
+CIRCUIT_OPEN = "circuit_open"  # an attempt skipped: its voice's circuit is open
+_PROBE_BUDGET_S = 10.0
 
 # How an upstream call ended, by the error that ended it (anything else: not usable audio).
 _CALL_STATUS: dict[str, metrics.UpstreamStatus] = {
@@ -117,11 +121,13 @@ class ProviderChain:
         offline: TTSProvider,
         budget_s: float,
         limiter: UpstreamLimiter | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         self._upstream = upstream
         self._offline = offline
         self._budget_s = budget_s
         self._limiter = limiter
+        self._circuits = circuits
 
     @property
     def budget_s(self) -> float:
@@ -213,10 +219,37 @@ class ProviderChain:
                 return
         raise _unavailable(failures)
 
+    async def probe(self, provider: str, voice_id: str) -> None:
+        """A circuit's half-open probe: three characters in `voice_id`, on a bulk slot.
+
+        Raises the ProviderError that keeps the circuit open (UpstreamBusyError: no slot,
+        so no verdict). The account circuit is probed with the first persona's voice.
+        """
+        profile = PROFILES[next(iter(PROFILES))]
+        if voice_id == ACCOUNT:
+            voice = profile.voice_for(Language.EN)
+        else:
+            voice = Voice(voice_id=voice_id, name="probe")
+        attempt = _Attempt(self._upstream, voice, budgeted=True)
+        segment = Segment(index=0, text="OK.", previous_text=None, next_text=None)
+        request = _request(segment, profile, Language.EN, voice, spec_of(OutputFormat.PCM_16000))
+        deadline = time.monotonic() + _PROBE_BUDGET_S
+        async with self._open_attempt(attempt, request, Priority.BULK, deadline) as opened:
+            async for _ in opened.rest:
+                pass
+
     def _still_worth_trying(
         self, attempt: _Attempt, skip: set[Provider], deadline: float, failures: list[str]
     ) -> bool:
         if attempt.provider.name in skip:
+            return False
+        circuits = self._circuits
+        if (
+            attempt.budgeted
+            and circuits is not None
+            and not circuits.allows(attempt.provider.name, attempt.voice.voice_id)
+        ):
+            failures.append(CIRCUIT_OPEN)
             return False
         if attempt.budgeted and time.monotonic() >= deadline:
             failures.append(UpstreamTimeoutError.code)
@@ -241,6 +274,8 @@ class ProviderChain:
         failures.append(exc.code)
         if exc.account_wide:
             skip.add(attempt.provider.name)
+        if attempt.budgeted and self._circuits is not None:
+            await self._circuits.failed(attempt.provider.name, attempt.voice.voice_id, exc)
         if isinstance(exc, UpstreamRateLimitedError) and self._limiter is not None:
             await self._limiter.cool_down(exc.retry_after_s or 0.0)
 
@@ -264,11 +299,15 @@ class ProviderChain:
         """One provider's stream, opened until its first chunk (within the budget)."""
         async with self._slot(attempt, priority, deadline):
             usage = ProviderUsage()
-            call = _UpstreamCall(attempt)
+            call = _UpstreamCall(attempt, self._circuits)
             async with aclosing(attempt.provider.stream(request, usage)) as stream:
                 try:
                     first = await _first_chunk(attempt, stream, deadline)
                     call.status = metrics.UpstreamStatus.OK
+                    if attempt.budgeted and self._circuits is not None:
+                        await self._circuits.succeeded(
+                            attempt.provider.name, attempt.voice.voice_id
+                        )
                     async with aclosing(call.watch(stream)) as rest:
                         yield OpenedSegment(attempt, first, rest, usage)
                 except ProviderError as exc:
@@ -304,8 +343,9 @@ class _UpstreamCall:
     answer is not counted.
     """
 
-    def __init__(self, attempt: _Attempt) -> None:
+    def __init__(self, attempt: _Attempt, circuits: Circuits | None) -> None:
         self._attempt = attempt
+        self._circuits = circuits
         self.status: metrics.UpstreamStatus | None = None
 
     async def watch(self, stream: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
@@ -314,6 +354,9 @@ class _UpstreamCall:
                 yield chunk
         except ProviderError as exc:
             self.ended_by(exc)
+            if self._attempt.budgeted and self._circuits is not None:
+                attempt = self._attempt
+                await self._circuits.failed(attempt.provider.name, attempt.voice.voice_id, exc)
             raise
 
     def ended_by(self, exc: ProviderError) -> None:
