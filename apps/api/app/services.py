@@ -29,6 +29,7 @@ from app.jobs.submission import JobSubmitter
 from app.limits.upstream import UpstreamLimiter
 from app.notifications import Notifier
 from app.tts.circuit import Circuits
+from app.tts.errors import OfflineEngineError
 from app.tts.fallback import ProviderChain
 from app.tts.language import LanguageDetector, shared_detector
 from app.tts.providers.elevenlabs import ElevenLabsProvider
@@ -92,6 +93,15 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+async def _start(espeak: EspeakEngine) -> None:
+    # A broken offline engine (its data missing, say) must not keep ElevenLabs from speaking:
+    # the service starts, and health and readiness say what is wrong.
+    try:
+        await espeak.start()
+    except (OfflineEngineError, OSError, RuntimeError):
+        logger.exception("the offline engine could not start: only ElevenLabs can speak")
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings, celery: Celery | None = None
@@ -118,7 +128,7 @@ async def open_services(
     upstream = ElevenLabsProvider(
         http_client, settings.elevenlabs.base_url, settings.elevenlabs.key
     )
-    detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), espeak.start())
+    detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), _start(espeak))
     circuits = Circuits(redis, settings.circuit)
     chain = ProviderChain(
         upstream=upstream,

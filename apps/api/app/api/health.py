@@ -1,17 +1,19 @@
 """GET /health (liveness) and GET /ready (started; says "degraded" while Redis is away).
 
 Without Redis the service still speaks (no cache, per-process upstream share), so /ready stays
-200 and says "degraded" rather than taking every replica out of rotation at once.
+200 and says "degraded" rather than taking every replica out of rotation at once. Only a
+process that cannot speak at all (no offline engine and no ElevenLabs key) is not ready: 503.
 """
 
 import time
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.deps import CacheRedisDep, RedisDep
+from app.deps import CacheRedisDep, RedisDep, ServicesDep
 
 router = APIRouter(tags=["health"])
 
@@ -40,13 +42,25 @@ async def get_health() -> Liveness:
     "/ready",
     name="get_readiness",
     summary="Readiness: started; `degraded` while a Redis is unreachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Nothing can speak in this process."}},
 )
-async def get_readiness(redis: RedisDep, cache_redis: CacheRedisDep) -> Readiness:
+async def get_readiness(
+    redis: RedisDep, cache_redis: CacheRedisDep, services: ServicesDep
+) -> JSONResponse:
     checks = {"redis": await _ping(redis)}
     if cache_redis is not redis:
         checks["cache_redis"] = await _ping(cache_redis)
+    engine = services.espeak.started
+    checks["offline_engine"] = Check(
+        ok=engine, latency_ms=0.0, error=None if engine else "the offline engine did not start"
+    )
+    if not engine and not services.upstream.configured:
+        body = Readiness(status="unavailable", checks=checks)
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
     healthy = all(check.ok for check in checks.values())
-    return Readiness(status="ready" if healthy else "degraded", checks=checks)
+    body = Readiness(status="ready" if healthy else "degraded", checks=checks)
+    return JSONResponse(body.model_dump(mode="json"))
 
 
 async def _ping(client: Redis) -> Check:

@@ -22,6 +22,7 @@ from app.jobs.schedule_runs import last_runs
 from app.services import Services
 from app.streaming.stalls import StreamWatch
 from app.tts.circuit import ACCOUNT, CircuitState
+from app.tts.errors import ProviderError
 from app.tts.models import Language
 from app.tts.personas import PROFILES
 from app.tts.warm_up import last_probe, probe_upstream
@@ -76,6 +77,8 @@ async def _offline_engine(services: Services) -> Dependency:
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             pcm = await services.espeak.synthesize("OK.", Language.EN, voice)
+    except ProviderError as exc:
+        return Dependency(status="down", latency_ms=_ms(started), error=exc.message)
     except (OSError, RuntimeError, TimeoutError) as exc:
         return Dependency(status="down", latency_ms=_ms(started), error=repr(exc))
     if pcm.size == 0:

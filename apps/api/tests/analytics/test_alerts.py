@@ -14,9 +14,12 @@ from pydantic import SecretStr
 from app.analytics.alerts import OUTBOX, evaluate_and_alert
 from app.analytics.anomalies import AnomalyStore
 from app.analytics.events import AnalyticsEvent, EventLog
-from app.config import AnalyticsSettings, MonitoringSettings
+from app.config import AnalyticsSettings, CircuitSettings, MonitoringSettings
 from app.jobs import scheduled
 from app.services import open_services
+from app.tts.circuit import Circuits
+from app.tts.errors import UpstreamServerError
+from app.tts.models import Provider
 from tests.conftest import SettingsFactory
 from tests.fakes.monitoring_sink import FakeMonitoringSink
 
@@ -331,3 +334,32 @@ async def test_an_overlapping_evaluation_is_skipped_so_nothing_is_sent_twice(
     assert len(skipped) == 1
     assert len(_named(sink.alerts(), "VoiceSlowResponses")) == 1
     assert await redis_client.exists("sv:analytics:evaluating") == 0
+
+
+async def test_a_voice_whose_circuit_opens_fires_and_its_closing_resolves(
+    redis_client: aioredis.Redis, sink: FakeMonitoringSink, monitoring: MonitoringSettings
+) -> None:
+    circuits = Circuits(redis_client, CircuitSettings(failure_threshold=1))
+    await circuits.failed(
+        Provider.ELEVENLABS, "v1", UpstreamServerError(Provider.ELEVENLABS, "answered 503")
+    )
+    log = EventLog(redis_client)
+    now = time.time()
+
+    opened = await evaluate_and_alert(
+        redis_client, log, RULES, monitoring, now, circuits=circuits.views()
+    )
+    await circuits.succeeded(Provider.ELEVENLABS, "v1")
+    closed = await evaluate_and_alert(
+        redis_client, log, RULES, monitoring, now + 1, circuits=circuits.views()
+    )
+
+    fired, resolved = [r.body for r in sink.requests if isinstance(r.body, list)]
+    (alert,) = _named(fired, "VoiceProviderUnavailable", scope=None)
+    assert alert["labels"]["provider"] == "elevenlabs"
+    assert alert["labels"]["voice"] == "v1"
+    assert "upstream_server_error" in alert["annotations"]["summary"]
+    assert "endsAt" not in alert
+    (ended,) = _named(resolved, "VoiceProviderUnavailable", scope=None)
+    assert "endsAt" in ended
+    assert (opened["started"], closed["resolved"]) == (1, 1)

@@ -1,11 +1,17 @@
 """GET /streaming/health/detailed without workers or beat, with upstream faults, Redis away."""
 
+import shutil
+from pathlib import Path
+
+import espeakng_loader
 import httpx
+import pytest
 
 from app.ops.local_redis import free_port
 from tests.asgi import app_client
 from tests.conftest import SettingsFactory
 from tests.fakes.elevenlabs_server import FakeElevenLabs
+from tests.processes import ApiProcess, api_env
 
 URL = "/api/v1/voice/streaming/health/detailed"
 
@@ -70,3 +76,30 @@ async def test_with_the_state_redis_away_health_says_which_and_still_answers(
     assert body["dependencies"]["state_redis"]["status"] == "down"
     assert body["dependencies"]["offline_engine"]["status"] == "ok"
     assert body["dependencies"]["limiter"]["status"] == "degraded"
+
+
+@pytest.mark.integration
+def test_an_install_without_offline_voices_and_no_upstream_key_is_down_with_503(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # A real broken install: the espeakng-loader package with its library but no voice data.
+    broken = tmp_path / "site" / "espeakng_loader"
+    broken.mkdir(parents=True)
+    real = Path(espeakng_loader.__file__).parent
+    shutil.copy(real / "__init__.py", broken / "__init__.py")
+    (broken / "libespeak-ng.so").symlink_to(real / "libespeak-ng.so")
+    env = api_env(redis_url, PYTHONPATH=str(tmp_path / "site"))
+    with ApiProcess(env, tmp_path) as api:
+        detailed = httpx.get(api.base_url + URL, timeout=10)
+        ready = httpx.get(api.base_url + "/ready", timeout=10)
+        spoken = httpx.post(
+            api.base_url + "/api/v1/voice/synthesize", json={"text": "Hello there."}, timeout=10
+        )
+
+    assert detailed.status_code == 503, detailed.text
+    assert detailed.json()["status"] == "down"
+    assert detailed.json()["dependencies"]["offline_engine"]["status"] == "down"
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["offline_engine"]["ok"] is False
+    assert spoken.status_code == 503
+    assert spoken.json()["error"]["code"] == "synthesis_unavailable"

@@ -99,6 +99,10 @@ class EspeakEngine:
         self._voice: tuple[str, int, int, int] | None = None  # what the library is set to
         self.sample_rate = 0
 
+    @property
+    def started(self) -> bool:
+        return self._lib is not None
+
     async def start(self) -> None:
         """Load and initialize the library (once; later calls return at once)."""
         loop = asyncio.get_running_loop()
