@@ -1,7 +1,17 @@
-"""Benchmark the quality score (app.audio.quality.measure) per second of audio.
+"""Benchmark the quality score per second of audio, and what recording requests costs.
 
 What it measures
 ----------------
+Part 1, recording (skip with `--no-recording`): the cache-hit benchmark's load
+(bench/cache_hit.py: the same cached texts, callers and levels) against two API processes on
+one private Redis, as `make run` starts them: one as shipped, recording every request (the
+rollups behind /performance, the analytics event, the Prometheus metrics and the request
+middleware), and the baseline, the same app with `ANALYTICS__RECORD_REQUESTS=false`. They
+alternate level by level, the order flipping every round. Reported per level: throughput,
+server time and server CPU per request of each, and the overhead, 1 − on ÷ off.
+Aim: ≤ 10 % throughput cost.
+
+Part 2, scoring:
 CPU cost of scoring real eSpeak NG speech (two sentences in each of English, Spanish and
 Mandarin, each said by two personas: about a minute in all) at 8000, 16000, 22050 and 44100 Hz, the
 speech resampled from eSpeak NG's 22050 Hz with `codecs.resample`:
@@ -21,13 +31,14 @@ each round one pass over all the clips; the median round is reported as millisec
 second of audio, and as the ratio ours ÷ baseline. The process is pinned to one CPU
 (`--no-pin` to turn that off), so the figures are for one core.
 
-Aim: ≤ 5 ms per second of audio per segment, on one core.
+Aim: ≤ 5 ms per second of audio per segment, on one core. (Part 1 runs before the pinning.)
 
 How to run
 ----------
 From the repository root, with the repo's requirements installed::
 
     .venv/bin/python bench/quality.py [--rounds 25] [--no-pin]
+        [--recording-rounds 3] [--recording-requests 1500] [--no-recording]
 
 Nothing is hard-coded: every figure comes from the run.
 """
@@ -41,6 +52,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,16 +65,23 @@ import numpy as np
 import numpy.typing as npt
 
 from app.audio import codecs, loudness, quality, quality_report
+from app.audio.formats import OutputFormat
 from app.tts.models import Language, Persona
 from app.tts.personas import PROFILES
 from app.tts.providers.espeak import shared_engine
 from app.tts.segmenting import spoken_length
+from bench import cache_hit
 from bench.machine import cpu_model
+from bench.services import api_env, api_pid, private_redis
+from tests.processes import ApiProcess
 
 Int16Array = npt.NDArray[np.int16]
 
 RATES = (8000, 16000, 22050, 44100)
 AIM_MS_PER_AUDIO_S = 5.0
+AIM_RECORDING_COST = 0.10
+ON, OFF = "on", "off (baseline)"
+PATH = cache_hit.SYNTHESIZE_PATH
 SENTENCES = {
     Language.EN: (
         "Welcome to the open house at 42 Maple Street; the kitchen was remodeled last spring.",
@@ -228,17 +247,80 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=25, help="timed rounds per case")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
+    parser.add_argument("--no-recording", action="store_true", help="skip part 1")
+    parser.add_argument("--recording-rounds", type=int, default=3, help="part 1 rounds")
+    parser.add_argument(
+        "--recording-requests", type=int, default=1500, help="part 1 requests per level"
+    )
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.recording_rounds < 1 or args.recording_requests < 5:
+        parser.error("--rounds must be at least 1, --recording-requests at least 5")
     return args
+
+
+def measure_recording(args: argparse.Namespace) -> dict[tuple[int, str], cache_hit.Cell]:
+    """The cache-hit load against the app recording (ON) and not recording (OFF)."""
+    load = argparse.Namespace(
+        rounds=args.recording_rounds, requests=args.recording_requests, caller="raw"
+    )
+    bodies = cache_hit.request_bodies(OutputFormat.MP3_44100_128.value)
+    with tempfile.TemporaryDirectory(prefix="bench-recording-") as tmp:
+        work = Path(tmp)
+        with private_redis(work / "redis") as redis_url:
+            quiet_env = api_env(redis_url, ANALYTICS__RECORD_REQUESTS="false")
+            with ApiProcess(api_env(redis_url), work) as on, ApiProcess(quiet_env, work) as off:
+                cache_hit.warm_cache(on, redis_url, bodies)
+                targets = (
+                    cache_hit.Target(ON, on.base_url + PATH, api_pid(on), True, redis_url),
+                    cache_hit.Target(OFF, off.base_url + PATH, api_pid(off), True, redis_url),
+                )
+                return asyncio.run(cache_hit.measure(targets, bodies, load))
+
+
+def print_recording(cells: dict[tuple[int, str], cache_hit.Cell], args: argparse.Namespace) -> None:
+    print("## Recording requests on the cache-hit path: app as shipped against recording off")
+    print()
+    print(
+        f"- {len(cache_hit.TEXTS)} cached texts in turn, mp3_44100_128; "
+        f"{args.recording_requests} requests per level and round, {args.recording_rounds} "
+        "rounds; raw HTTP/1.1 callers in this process; both servers on one private Redis"
+    )
+    print()
+    print("| clients | recording | req/s | server p50 ms | server p99 ms | server CPU µs/req |")
+    print("|---:|---|---:|---:|---:|---:|")
+    overheads = {}
+    for clients in cache_hit.LEVELS:
+        on, off = cells[(clients, ON)], cells[(clients, OFF)]
+        for name, cell in ((ON, on), (OFF, off)):
+            print(
+                f"| {clients} | {name} | {cell.throughput:,.0f} | {cell.server(0.5):.2f} "
+                f"| {cell.server(0.99):.2f} | {cell.server_cpu_us:,.0f} |"
+            )
+        overheads[clients] = 1 - on.throughput / off.throughput
+        print(
+            f"| {clients} | **cost of recording** | **{overheads[clients]:.1%}** "
+            f"| {on.server(0.5) - off.server(0.5):+.2f} ms "
+            f"| {on.server(0.99) - off.server(0.99):+.2f} ms "
+            f"| {on.server_cpu_us - off.server_cpu_us:+,.0f} µs |"
+        )
+    print()
+    worst = max(overheads, key=lambda c: overheads[c])
+    met = "met" if overheads[worst] <= AIM_RECORDING_COST else "NOT met"
+    print(
+        f"Aim: recording costs ≤ {AIM_RECORDING_COST:.0%} of the throughput at every level: "
+        f"{met} (highest {overheads[worst]:.1%}, at {worst} client{'s' if worst > 1 else ''})."
+    )
+    print()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    recording = None if args.no_recording else measure_recording(args)
     pinning = "not pinned (--no-pin)" if args.no_pin else pin_to_one_cpu()
     clips, source_rate = asyncio.run(speak())
     rows = [measure_rate(clips, source_rate, rate, args.rounds) for rate in RATES]
+    if recording is not None:
+        print_recording(recording, args)
     print_header(args, pinning, clips, source_rate)
     print_table(rows)
     return 0

@@ -232,6 +232,9 @@ class AuthSettings(BaseModel):
     max_failures_per_minute: int = Field(default=20, ge=0)
     allow_metrics_without_key: bool = True
     cors_origins: list[str] = Field(default_factory=list)
+    # When the state Redis cannot answer: refuse keyed requests with 503 (false), or admit
+    # callers unchecked and unthrottled (true).
+    fail_open: bool = False
 
     @field_validator("pepper", "bootstrap_admin_key", mode="before")
     @classmethod
@@ -263,6 +266,10 @@ class MonitoringSettings(BaseModel):
 
 class AnalyticsSettings(BaseModel):
     """Anomaly detection over recent events, and how alerts reach the monitoring sink."""
+
+    # Off: requests record no rollups, analytics events or request metrics (bench/quality.py
+    # measures what recording costs; /performance and the analytics routes stay empty).
+    record_requests: bool = True
 
     # Events of this many seconds before an evaluation are judged.
     window_s: float = Field(default=300.0, gt=0)

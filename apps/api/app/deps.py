@@ -1,13 +1,16 @@
 """Annotated dependencies that read the lifespan state (they work for HTTP and WebSocket)."""
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
-from fastapi import Depends
+from fastapi import Depends, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from app.agents import AgentStore
 from app.analytics.rollups import Rollups
+from app.auth.access import OPEN
+from app.auth.scopes import Scope
 from app.cache.audio_cache import AudioCache
 from app.config import Settings
 from app.jobs.store import JobAudio, JobStore
@@ -101,3 +104,27 @@ JobsDep = Annotated[JobStore, Depends(get_jobs)]
 JobAudioDep = Annotated[JobAudio, Depends(get_job_audio)]
 SubmitterDep = Annotated[JobSubmitter, Depends(get_submitter)]
 DetectorDep = Annotated[LanguageDetector, Depends(get_detector)]
+
+
+_BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer sv_<id>_<secret>")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="sv_<id>_<secret>")
+
+
+def require(scope: Scope) -> Any:
+    """A router dependency: the caller's key must hold `scope` (401/403/429 if not)."""
+
+    async def admitted(
+        conn: HTTPConnection,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+        _header: Annotated[str | None, Security(_API_KEY)],
+    ) -> None:
+        # The two Security parameters document the schemes in OpenAPI; Access reads the key.
+        conn.state.caller = await _services(conn).access.admit(conn, scope)
+
+    return Depends(admitted)
+
+
+async def charge_characters(conn: HTTPConnection, characters: int) -> None:
+    """Takes `characters` from the admitted caller's characters-per-minute bucket (or 429)."""
+    caller = getattr(conn.state, "caller", OPEN)
+    await _services(conn).access.charge_characters(conn, caller, characters)

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ServiceUnavailableError(AppError):
     code = "service_unavailable"
 
 
-def request_id_of(request: Request) -> str | None:
+def request_id_of(request: HTTPConnection) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return value if isinstance(value, str) else None
 

@@ -37,5 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(RequestMetricsMiddleware)
+    if settings.analytics.record_requests:
+        app.add_middleware(RequestMetricsMiddleware)
     return app

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from app.agents import AgentStore
 from app.analytics.events import EventLog
 from app.analytics.rollups import Rollups
+from app.auth.access import Access
 from app.cache.audio_cache import AudioCache
 from app.cache.single_flight import SingleFlight
 from app.config import Settings
@@ -51,6 +52,7 @@ class Services:
     cache: AudioCache
     limiter: UpstreamLimiter
     circuits: Circuits
+    access: Access
     rollups: Rollups
     events: EventLog
     agents: AgentStore
@@ -152,6 +154,7 @@ async def open_services(
         cache=cache,
         limiter=limiter,
         circuits=circuits,
+        access=Access(redis, settings.auth),
         rollups=rollups,
         events=events,
         agents=agents,
@@ -159,7 +162,15 @@ async def open_services(
         job_audio=JobAudio(cache_redis, settings.jobs.retention_s),
         submitter=JobSubmitter(jobs, celery, settings.jobs.chunk_items),
         synthesizer=SynthesisService(
-            chain, detector, cache, flights, rollups, settings.synthesis, agents, events
+            chain,
+            detector,
+            cache,
+            flights,
+            rollups,
+            settings.synthesis,
+            agents,
+            events,
+            record=settings.analytics.record_requests,
         ),
     )
     cache.start()

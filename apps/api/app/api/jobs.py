@@ -26,6 +26,7 @@ from app.deps import (
     SettingsDep,
     SubmitterDep,
     SynthesizerDep,
+    charge_characters,
 )
 from app.errors import AppError, NotFoundError, ValidationFailedError
 from app.jobs.store import ItemFigures, ItemResult, ItemState, JobItem, JobKind, JobRecord
@@ -184,6 +185,7 @@ async def synthesize_bulk(
     submitter: SubmitterDep,
 ) -> Response:
     _check_ids(body.items)
+    await charge_characters(request, sum(len(item.text) for item in body.items))
     if body.background:
         items = [
             JobItem(request=SynthesizeRequest(**item.model_dump(exclude={"id"})), id=item.id)

@@ -27,6 +27,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _error("No provider could speak right now; retry after `Retry-After` seconds."),
 }
 
+# Every route that needs an API key (DESIGN §8) may also answer these.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("No API key, or not a valid one (malformed, unknown, revoked, expired)."),
+    403: _error("The API key lacks the scope this route needs."),
+    429: _error(
+        "Over the key's requests or characters per minute, or too many invalid keys from "
+        "this address; retry after `Retry-After` seconds. `RateLimit-*` headers tell the budget."
+    ),
+    503: _error("Unavailable right now; retry after `Retry-After` seconds."),
+}
+
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: _error("No such resource (its id is in `details`)."),
     422: _error("The id is not valid."),

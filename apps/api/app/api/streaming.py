@@ -6,7 +6,7 @@ from fastapi.responses import StreamingResponse
 from app.api.negotiation import require_json_body
 from app.api.schemas import ERROR_RESPONSES
 from app.api.synthesize import AUDIO_CONTENT
-from app.deps import StreamWatchDep, SynthesizerDep
+from app.deps import StreamWatchDep, SynthesizerDep, charge_characters
 from app.errors import request_id_of
 from app.streaming.chunked import chunked_body
 from app.tts.models import SynthesizeRequest
@@ -36,6 +36,7 @@ async def stream_speech(
     synthesizer: SynthesizerDep,
     streams: StreamWatchDep,
 ) -> StreamingResponse:
+    await charge_characters(request, len(body.text))
     plan = await synthesizer.prepare(body)
     events = synthesizer.stream(plan)
     # Waiting for the first segment to start costs nothing (its audio is the first byte) and

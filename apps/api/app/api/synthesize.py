@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from app.api.negotiation import require_json_body, wants_json
 from app.api.schemas import ERROR_RESPONSES
 from app.audio.formats import FORMATS
-from app.deps import SynthesizerDep
+from app.deps import SynthesizerDep, charge_characters
 from app.errors import request_id_of
 from app.tts.models import Language, Persona, SynthesizeRequest
 from app.tts.service import SynthesisResult
@@ -94,6 +94,7 @@ async def synthesize_speech(
     body: SynthesizeRequest, request: Request, synthesizer: SynthesizerDep
 ) -> Response:
     started = time.perf_counter()
+    await charge_characters(request, len(body.text))
     plan = await synthesizer.prepare(body)
     planned = time.perf_counter()
     result = await synthesizer.synthesize_all(plan)

@@ -5,12 +5,22 @@ import re
 import time
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from app.auth.access import Access, Caller
+from app.auth.scopes import Scope
 from app.config import StreamingSettings
-from app.deps import SessionRegistryDep, SettingsDep, StreamWatchDep, SynthesizerDep
+from app.deps import (
+    ServicesDep,
+    SessionRegistryDep,
+    SettingsDep,
+    StreamWatchDep,
+    SynthesizerDep,
+)
+from app.errors import AppError, error_body, request_id_of
 from app.streaming import protocol
-from app.streaming.session import Session
+from app.streaming.session import Session, Throttle
 
 router = APIRouter(prefix="/streaming", tags=["streaming"])
 
@@ -26,7 +36,17 @@ async def stream_session(
     settings: SettingsDep,
     registry: SessionRegistryDep,
     streams: StreamWatchDep,
+    services: ServicesDep,
 ) -> None:
+    try:
+        caller = await services.access.admit(websocket, Scope.STREAM, allow_query=True)
+    except AppError as exc:
+        # Refused on the handshake itself, with the status and JSON body an HTTP route gives.
+        body = error_body(exc.code, exc.message, request_id_of(websocket), exc.details)
+        await websocket.send_denial_response(
+            JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        )
+        return
     await websocket.accept()
     if not _SESSION_ID.match(session_id):
         await websocket.send_json(
@@ -44,6 +64,7 @@ async def stream_session(
         settings.synthesis.min_segment_chars,
         settings.synthesis.max_segment_chars,
         streams,
+        _throttle(services.access, websocket, caller),
     )
     registry.opened()
     receiving = asyncio.create_task(_receive(websocket, session, settings.streaming))
@@ -64,6 +85,19 @@ async def stream_session(
         await asyncio.gather(receiving, ended, return_exceptions=True)
         await session.close()
         registry.closed()
+
+
+def _throttle(access: Access, websocket: WebSocket, caller: Caller) -> Throttle:
+    """The key's characters-per-minute budget for the session's text: None, or the wait."""
+
+    async def charge(characters: int) -> float | None:
+        try:
+            await access.charge_characters(websocket, caller, characters)
+        except AppError as exc:
+            return float(exc.headers.get("Retry-After", "1"))
+        return None
+
+    return charge
 
 
 async def _receive(websocket: WebSocket, session: Session, limits: StreamingSettings) -> str | None:

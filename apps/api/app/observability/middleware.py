@@ -9,14 +9,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability import metrics
 
+# A request-state entry: headers (name -> value) to add to the response, whatever it is.
+RESPONSE_HEADERS = "response_headers"
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_RAW = REQUEST_ID_HEADER.lower().encode()
 # A caller's id is kept only if it is short and plain, so it is safe in logs and headers.
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def _encoded(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+    if not headers:
+        return []
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
+
+
 class RequestIdMiddleware:
-    """Takes the caller's X-Request-ID or makes one; exposes it as `state.request_id`."""
+    """Takes the caller's X-Request-ID or makes one; exposes it as `state.request_id`.
+
+    Also adds the headers a dependency left in `state.response_headers` (the RateLimit-*
+    headers of the key check) to whatever response the route returns.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,10 +47,13 @@ class RequestIdMiddleware:
 
         header = (_REQUEST_ID_RAW, request_id.encode("latin-1"))
 
+        state = scope["state"]
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # Appended, not set: no route sets it, and MutableHeaders rebuilds the list.
-                message["headers"] = [*message.get("headers", ()), header]
+                extra = state.get(RESPONSE_HEADERS)
+                message["headers"] = [*message.get("headers", ()), header, *_encoded(extra)]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

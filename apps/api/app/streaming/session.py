@@ -38,6 +38,8 @@ from app.tts.service import (
 logger = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
+# Charges a text message's characters to the caller's budget: None, or seconds to wait first.
+Throttle = Callable[[int], Awaitable[float | None]]
 _MESSAGES: TypeAdapter[protocol.ClientMessage] = TypeAdapter(protocol.ClientMessage)
 _DONE = object()
 
@@ -59,9 +61,11 @@ class Session:
         min_segment_chars: int,
         max_segment_chars: int,
         streams: StreamWatch,
+        throttle: Throttle | None = None,
     ) -> None:
         self.session_id = session_id
         self._streams = streams
+        self._throttle = throttle
         self._synthesizer = synthesizer
         self._send_text = send_text
         self._settings = settings
@@ -145,6 +149,16 @@ class Session:
         if self._ending:
             await self.send(protocol.error("session_ending", "The session is ending."))
             return
+        # Over budget, the session slows down rather than ends: the text is kept and taken
+        # once the budget allows it (the receive loop waits here, so the client is throttled).
+        while self._throttle is not None and (wait := await self._throttle(len(message.text))):
+            await self.send(
+                protocol.error(
+                    "rate_limited",
+                    f"Characters per minute exceeded: this text is taken in {wait:g} s.",
+                )
+            )
+            await asyncio.sleep(wait)
         utterance = self._open.get(message.utterance_id)
         if utterance is None:
             utterance = Utterance(message.utterance_id, *self._segment_bounds)

@@ -185,8 +185,10 @@ class SynthesisService:
         settings: SynthesisSettings,
         agents: AgentStore,
         events: EventLog,
+        record: bool = True,
     ) -> None:
         self._chain = chain
+        self._recording = record
         self._agents = agents
         self._events = events
         self._detector = detector
@@ -400,6 +402,8 @@ class SynthesisService:
         error: str | None,
     ) -> None:
         """One request's figures: the rollups, the Prometheus metrics, the analytics event."""
+        if not self._recording:
+            return
         figures = _RequestFigures.of(delivered)
         self._rollups.record(_sample(figures, outcome, elapsed_s), _scopes(plan, figures))
         _export(surface, figures, outcome)

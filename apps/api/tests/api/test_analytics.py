@@ -8,7 +8,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from app.analytics.events import EVENTS
 from tests.api.test_bad_input import assert_error_body
+from tests.asgi import app_client
+from tests.conftest import SettingsFactory
 
 ANALYTICS = "/api/v1/voice/analytics"
 AGENTS = "/api/v1/voice/agents"
@@ -190,3 +193,28 @@ async def test_an_unregistered_agent_id_in_a_request_makes_no_scope(
 
     assert [k async for k in redis_client.scan_iter("sv:perf:agent:*")] == []
     assert [k async for k in redis_client.scan_iter("sv:perf:persona:professional:*")] != []
+
+
+async def test_with_recording_off_requests_leave_no_figures(
+    make_settings: SettingsFactory, redis_client: aioredis.Redis
+) -> None:
+    async with app_client(make_settings(analytics={"record_requests": False})) as client:
+        before = _synthesize_requests_counted((await client.get("/metrics")).text)
+        for text in CASUAL_TEXTS:
+            assert (await client.post(SYNTHESIZE, json={"text": text})).status_code == 200
+        await asyncio.sleep(1.5)  # rollups and events are written about once a second
+        summary = (await client.get(f"{ANALYTICS}/summary")).json()
+        after = _synthesize_requests_counted((await client.get("/metrics")).text)
+
+    assert summary["windows"]["5m"]["requests"] == 0
+    assert await redis_client.xlen(EVENTS) == 0
+    assert after == before
+
+
+def _synthesize_requests_counted(exposition: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("seiketsu_voice_http_request_duration_seconds_count")
+        and 'route="/api/v1/voice/synthesize"' in line
+    )

@@ -1,0 +1,175 @@
+"""Who is calling: the key a request or WebSocket presents, checked for a scope (DESIGN §8).
+
+Keys are read from `Authorization: Bearer`, `X-API-Key` or, for browsers on the WebSocket,
+`?token=`. Keys are required once any exists: a bootstrap admin key in the settings or one in
+the state Redis (checked at most once a second, so the first `make keys create` locks the
+service within a second). Until then the service is open, which `app.serve` allows on a
+loopback address only. `AUTH__ENABLED=false` turns keys off (loopback only too).
+
+When the state Redis cannot answer, keys cannot be checked: by default the request is
+refused with 503 (fail closed); `AUTH__FAIL_OPEN=true` admits callers unchecked (and
+unthrottled) instead, for operators who prefer availability to control.
+"""
+
+import logging
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
+
+from app.auth.errors import (
+    AuthUnavailableError,
+    InsufficientScopeError,
+    InvalidKeyError,
+    MissingKeyError,
+    RateLimitedError,
+)
+from app.auth.guard import Guard, Outcome, RateDecision, Verdict
+from app.auth.pepper import load_pepper
+from app.auth.scopes import Scope
+from app.auth.store import KEY_IDS, KeyStore
+from app.config import AuthSettings
+from app.observability.middleware import RESPONSE_HEADERS
+
+logger = logging.getLogger(__name__)
+
+_KEYS_EXIST_TTL_S = 1.0
+
+_INVALID = {
+    Outcome.MALFORMED: "The API key is not of the form sv_<id>_<secret>.",
+    Outcome.UNKNOWN: "The API key is not valid.",
+    Outcome.BAD_SECRET: "The API key is not valid.",
+    Outcome.REVOKED: "The API key was revoked.",
+    Outcome.EXPIRED: "The API key has expired.",
+    Outcome.ROTATED_OUT: "The API key was rotated and its grace period is over.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An admitted caller: its key id (None when the service is open) and its limits."""
+
+    key_id: str | None
+    characters_per_minute: int | None = None
+    checked: bool = True  # False: admitted unchecked (open service, or failing open)
+
+
+OPEN = Caller(key_id=None, checked=False)
+
+
+def presented_key(conn: HTTPConnection, allow_query: bool) -> str | None:
+    authorization = conn.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else authorization
+    key = conn.headers.get("x-api-key")
+    if key is None and allow_query:
+        key = conn.query_params.get("token")
+    return key
+
+
+class Access:
+    """Admits callers for a scope and charges their buckets; one per process."""
+
+    def __init__(self, redis: Redis, settings: AuthSettings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._guard: Guard | None = None
+        self._keys_exist = settings.bootstrap_admin_key is not None
+        self._keys_checked_at = float("-inf")
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.enabled
+
+    async def admit(self, conn: HTTPConnection, scope: Scope, allow_query: bool = False) -> Caller:
+        """The caller of `conn` if its key holds `scope`; raises the 401/403/429/503 if not."""
+        if not self._settings.enabled:
+            return OPEN
+        raw = presented_key(conn, allow_query)
+        try:
+            if raw is None:
+                if await self._keys_required():
+                    raise MissingKeyError()
+                return OPEN
+            guard = await self._loaded_guard()
+            client = conn.client.host if conn.client is not None else None
+            verdict = await guard.check(raw, scope, client=client)
+        except (RedisError, OSError) as exc:
+            return self._without_redis(exc)
+        caller = _judged(verdict, scope)
+        if verdict.rate is not None:
+            setattr(conn.state, RESPONSE_HEADERS, verdict.rate.headers())
+        return caller
+
+    async def charge_characters(
+        self, conn: HTTPConnection, caller: Caller, characters: int
+    ) -> None:
+        """Takes `characters` from the key's characters bucket, or raises 429."""
+        if caller.key_id is None or not caller.checked or characters <= 0:
+            return
+        limit = caller.characters_per_minute or self._settings.characters_per_minute
+        try:
+            guard = await self._loaded_guard()
+            decision = await guard.charge(caller.key_id, characters, limit)
+        except (RedisError, OSError) as exc:
+            self._without_redis(exc)
+            return
+        if not decision.allowed:
+            raise RateLimitedError(
+                f"Characters per minute for this key exceeded ({limit}).", decision.headers()
+            )
+
+    async def _keys_required(self) -> bool:
+        if self._keys_exist:
+            return True  # keys never stop being required in a process once seen
+        now = time.monotonic()
+        if now - self._keys_checked_at >= _KEYS_EXIST_TTL_S:
+            self._keys_checked_at = now
+            # Unreachable, the state Redis cannot have given this process a key to require:
+            # an open service (loopback only) stays open.
+            with suppress(RedisError, OSError):
+                self._keys_exist = bool(await self._redis.scard(KEY_IDS))
+        return self._keys_exist
+
+    async def store(self) -> KeyStore:
+        """The key store, keyed with this install's pepper (admin routes)."""
+        return KeyStore(self._redis, await load_pepper(self._redis, self._settings))
+
+    @property
+    def rotation_grace_s(self) -> float:
+        return float(self._settings.rotation_grace_s)
+
+    async def _loaded_guard(self) -> Guard:
+        if self._guard is None:
+            pepper = await load_pepper(self._redis, self._settings)
+            self._guard = Guard(self._redis, pepper, self._settings)
+        return self._guard
+
+    def _without_redis(self, exc: Exception) -> Caller:
+        if not self._settings.fail_open:
+            raise AuthUnavailableError() from exc
+        logger.warning("state Redis unreachable: a caller admitted unchecked (AUTH__FAIL_OPEN)")
+        return OPEN
+
+
+def _judged(verdict: Verdict, scope: Scope) -> Caller:
+    if verdict.ok:
+        return Caller(verdict.key_id, verdict.characters_per_minute)
+    outcome = verdict.outcome
+    if outcome is Outcome.WRONG_SCOPE:
+        raise InsufficientScopeError(scope)
+    if outcome is Outcome.RATE_LIMITED:
+        assert verdict.rate is not None
+        raise RateLimitedError("Requests per minute for this key exceeded.", verdict.rate.headers())
+    if outcome is Outcome.TOO_MANY_FAILURES:
+        retry = RateDecision(outcome, 0, 0, verdict.retry_after_s, verdict.retry_after_s)
+        raise RateLimitedError(
+            "Too many requests with invalid API keys from this address.",
+            {"Retry-After": retry.headers()["Retry-After"]},
+            code="too_many_failed_attempts",
+        )
+    raise InvalidKeyError(_INVALID.get(outcome, "The API key is not valid."))
