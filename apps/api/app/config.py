@@ -214,6 +214,11 @@ class ServerSettings(BaseModel):
     max_bulk_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
     # An audio upload to the quality analysis (file and form fields): up to 10 MB of audio.
     max_upload_bytes: int = Field(default=10 * 1_048_576, ge=1024)
+    # JSON bodies nested deeper than this are refused (422) before they are parsed.
+    max_json_depth: int = Field(default=32, ge=4, le=1000)
+    # A request body must arrive within this long of its request; a client that trickles it
+    # is answered 408 and the connection's worker is freed.
+    body_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class AuthSettings(BaseModel):

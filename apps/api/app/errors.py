@@ -98,9 +98,18 @@ def _render(
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     # The offending input is left out: it may be megabytes of text or a secret.
     return [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        {"loc": list(err.get("loc", ())), "msg": _message(err), "type": err.get("type", "")}
         for err in exc.errors()
     ]
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    message = str(err.get("msg", ""))
+    if err.get("type") == "json_invalid":  # why the body is not JSON (not UTF-8, too deep…)
+        reason = (err.get("ctx") or {}).get("error")
+        if reason:
+            message = f"{message}: {reason}"
+    return message
 
 
 _HTTP_CODES = {

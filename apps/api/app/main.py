@@ -1,15 +1,40 @@
 """create_app(): the FastAPI application, its middleware, error handlers and routers."""
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import health, metrics
 from app.api.router import BULK_PATH, QUALITY_PATH, include_voice_api
+from app.auth.scopes import Scope
 from app.config import Settings, get_settings
+from app.deps import require
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
 from app.limits.body_size import BodySizeLimitMiddleware
 from app.observability.logging import configure_logging
 from app.observability.middleware import RequestIdMiddleware, RequestMetricsMiddleware
+
+# On every response: no MIME sniffing of audio or JSON, never framed, no referrer leaks.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+# What a browser client may read from a cross-origin response.
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-Cache",
+    "X-Provider",
+    "X-Language",
+    "X-Persona",
+    "X-Quality-Score",
+    "X-Audio-Duration-Ms",
+    "Server-Timing",
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     include_voice_api(app)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    # /metrics is open unless AUTH__ALLOW_METRICS_WITHOUT_KEY=false (then: analytics scope).
+    metrics_guard = [] if settings.auth.allow_metrics_without_key else [require(Scope.ANALYTICS)]
+    app.include_router(metrics.router, dependencies=metrics_guard)
     # Each one added wraps those added before: the request id exists before anything can
     # refuse the request, and request durations include everything, refusals too.
     app.add_middleware(
@@ -35,8 +62,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             BULK_PATH: settings.server.max_bulk_body_bytes,
             QUALITY_PATH: settings.server.max_upload_bytes,
         },
+        timeout_s=settings.server.body_timeout_s,
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, fixed_headers=SECURITY_HEADERS)
     if settings.analytics.record_requests:
         app.add_middleware(RequestMetricsMiddleware)
+    if settings.auth.cors_origins:  # outermost: a preflight is answered before any key check
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.auth.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
     return app

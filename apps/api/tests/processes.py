@@ -95,14 +95,14 @@ class ChildProcess(abc.ABC):
 
 
 class ApiProcess(ChildProcess):
-    """`python -m app.serve` (as `make run` starts it) on a free loopback port, with its own env."""
+    """`python -m app.serve` (as `make run` starts it) on a free port, with its own env."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, host: str = "127.0.0.1") -> None:
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"http://127.0.0.1:{self.port}"  # 0.0.0.0 answers on loopback too
         command = [
             sys.executable, "-m", "app.serve",
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+            "--host", host, "--port", str(self.port), "--no-access-log",
         ]  # fmt: skip
         super().__init__(command, API_DIR, env, log_dir / f"uvicorn-{self.port}.log")
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas import ERROR_RESPONSES, NOT_FOUND, ErrorBody
@@ -10,8 +10,9 @@ from app.auth.models import KeyInfo
 from app.auth.scopes import Scope
 from app.auth.store import KeyStore
 from app.deps import ServicesDep
+from app.limits.json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], route_class=StrictJSONRoute)
 _REVOKED = {"model": ErrorBody, "description": "The key is already revoked."}
 
 KeyId = Annotated[str, Path(pattern=r"^[a-z0-9]{12}$", description="The key's id (sv_<id>_…)")]
@@ -56,7 +57,8 @@ async def _store(services: ServicesDep) -> KeyStore:
     response_model=NewKey,
     responses=ERROR_RESPONSES,
 )
-async def create_key(body: KeyCreate, services: ServicesDep) -> NewKey:
+async def create_key(body: KeyCreate, services: ServicesDep, response: Response) -> NewKey:
+    response.headers["Cache-Control"] = "no-store"  # the secret must not linger anywhere
     store = await _store(services)
     created = await store.create(
         body.name,
@@ -85,7 +87,10 @@ async def get_key(key_id: KeyId, services: ServicesDep) -> KeyInfo:
     response_model=NewKey,
     responses={**ERROR_RESPONSES, **NOT_FOUND, 409: _REVOKED},
 )
-async def rotate_key(key_id: KeyId, services: ServicesDep, body: KeyRotate | None = None) -> NewKey:
+async def rotate_key(
+    key_id: KeyId, services: ServicesDep, response: Response, body: KeyRotate | None = None
+) -> NewKey:
+    response.headers["Cache-Control"] = "no-store"
     grace_s = body.grace_s if body is not None and body.grace_s is not None else None
     store = await _store(services)
     created = await store.rotate(

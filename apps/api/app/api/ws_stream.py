@@ -65,6 +65,7 @@ async def stream_session(
         settings.synthesis.max_segment_chars,
         streams,
         _throttle(services.access, websocket, caller),
+        settings.server.max_json_depth,
     )
     registry.opened()
     receiving = asyncio.create_task(_receive(websocket, session, settings.streaming))

@@ -111,7 +111,8 @@ def _weighted_spans(samples: FloatArray, sample_rate: int, span: int) -> Iterato
     padded = np.pad(samples.astype(np.float32, copy=False), (margin, margin + span))
     for start in range(0, samples.size, span):
         chunk = padded[start : start + length]
-        filtered = np.fft.irfft(np.fft.rfft(chunk) * gain, length)
+        # n=length: a chunk of very short audio can be shorter than the FFT; zeros fill it.
+        filtered = np.fft.irfft(np.fft.rfft(chunk, length) * gain, length)
         yield filtered[margin : margin + min(span, samples.size - start)]
 
 

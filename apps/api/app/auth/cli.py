@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from app.auth.keys import new_key
 from app.auth.models import KeyInfo
 from app.auth.pepper import load_pepper
 from app.auth.scopes import parse_scopes
@@ -45,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("id")
     rotate.add_argument("--grace-s", type=int, default=None, help="default: AUTH__ROTATION_GRACE_S")
     revoke = commands.add_parser("revoke", help="end a key at once")
+    commands.add_parser(
+        "bootstrap",
+        help="print a new key and pepper for AUTH__BOOTSTRAP_ADMIN_KEY and AUTH__PEPPER "
+        "(stores nothing)",
+    )
     revoke.add_argument("id")
     return parser
 
@@ -105,8 +112,15 @@ async def _run(args: argparse.Namespace) -> str:
         return f"revoked {info.id} at {_when(info.revoked_at)}"
 
 
+def _bootstrap() -> str:
+    return f"AUTH__BOOTSTRAP_ADMIN_KEY={new_key()[2]}\nAUTH__PEPPER={secrets.token_urlsafe(32)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bootstrap":  # needs no Redis
+        sys.stdout.write(_bootstrap() + "\n")
+        return 0
     try:
         output = asyncio.run(_run(args))
     except AppError as exc:

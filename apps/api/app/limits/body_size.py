@@ -1,5 +1,6 @@
-"""Request bodies over the limit are refused before any of them is parsed."""
+"""Request bodies over the limit, or too slow to arrive, are refused before any is parsed."""
 
+import asyncio
 import json
 from collections.abc import Mapping
 
@@ -9,17 +10,24 @@ from app.errors import error_body
 
 
 class BodySizeLimitMiddleware:
-    """413 for bodies over `max_bytes`, whether announced by Content-Length or streamed.
+    """413 for bodies over `max_bytes`, whether announced by Content-Length or streamed; 408
+    for a body still arriving `timeout_s` after the request came.
 
     The body is read here (it is small by construction) and replayed to the app, so an
-    oversized chunked body is refused with a clean 413 instead of failing mid-parse.
+    oversized chunked body is refused with a clean 413 instead of failing mid-parse, and a
+    client trickling its body a byte at a time holds a connection for `timeout_s`, no longer.
     """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        path_limits: Mapping[str, int] | None = None,
+        timeout_s: float = 30.0,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
         # Routes whose bodies are legitimately larger (bulk: up to 1000 texts), by exact path.
         self.path_limits = dict(path_limits or {})
 
@@ -30,44 +38,63 @@ class BodySizeLimitMiddleware:
         max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         declared = _content_length(scope)
         if declared is not None and declared > max_bytes:
-            await self._refuse(scope, send, max_bytes)
+            await self._too_large(scope, send, max_bytes)
             return
         messages: list[Message] = []
-        received = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            received += len(message.get("body", b""))
-            if received > max_bytes:
-                await self._refuse(scope, send, max_bytes)
-                return
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                too_large = await _read_body(receive, messages, max_bytes)
+        except TimeoutError:
+            await _refuse(
+                scope,
+                send,
+                408,
+                "request_timeout",
+                f"The request body did not arrive within {self.timeout_s:g} s.",
+                {"timeout_s": self.timeout_s},
+            )
+            return
+        if too_large:
+            await self._too_large(scope, send, max_bytes)
+            return
 
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send, max_bytes: int) -> None:
-        request_id = scope.get("state", {}).get("request_id")
-        body = json.dumps(
-            error_body(
-                "payload_too_large",
-                f"The request body is larger than {max_bytes} bytes.",
-                request_id,
-                {"max_bytes": max_bytes},
-            )
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    async def _too_large(self, scope: Scope, send: Send, max_bytes: int) -> None:
+        message = f"The request body is larger than {max_bytes} bytes."
+        await _refuse(scope, send, 413, "payload_too_large", message, {"max_bytes": max_bytes})
+
+
+async def _read_body(receive: Receive, messages: list[Message], max_bytes: int) -> bool:
+    """Reads the body's messages into `messages`; True as soon as it passes max_bytes."""
+    received = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return False
+        received += len(message.get("body", b""))
+        if received > max_bytes:
+            return True
+        if not message.get("more_body", False):
+            return False
+
+
+async def _refuse(
+    scope: Scope, send: Send, status: int, code: str, message: str, details: dict[str, float]
+) -> None:
+    request_id = scope.get("state", {}).get("request_id")
+    body = json.dumps(error_body(code, message, request_id, details)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -29,12 +29,15 @@ def _encoded(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
 class RequestIdMiddleware:
     """Takes the caller's X-Request-ID or makes one; exposes it as `state.request_id`.
 
-    Also adds the headers a dependency left in `state.response_headers` (the RateLimit-*
-    headers of the key check) to whatever response the route returns.
+    Also adds `fixed_headers` to every response, and the headers a dependency left in
+    `state.response_headers` (the RateLimit-* headers of the key check) to whatever response
+    the route returns.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, fixed_headers: dict[str, str] | None = None) -> None:
         self.app = app
+        # Headers every HTTP response carries (the security headers), encoded once.
+        self._fixed = _encoded(fixed_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -52,8 +55,8 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # Appended, not set: no route sets it, and MutableHeaders rebuilds the list.
-                extra = state.get(RESPONSE_HEADERS)
-                message["headers"] = [*message.get("headers", ()), header, *_encoded(extra)]
+                extra = _encoded(state.get(RESPONSE_HEADERS))
+                message["headers"] = [*message.get("headers", ()), header, *self._fixed, *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -21,6 +21,7 @@ from app.audio.formats import spec_of
 from app.audio.framing import Frame, Framer
 from app.config import StreamingSettings
 from app.errors import AppError
+from app.limits.json_body import DEFAULT_MAX_DEPTH, deeper_than
 from app.observability import metrics
 from app.streaming import protocol
 from app.streaming.pacing import Pacer
@@ -62,7 +63,9 @@ class Session:
         max_segment_chars: int,
         streams: StreamWatch,
         throttle: Throttle | None = None,
+        max_json_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
+        self._max_json_depth = max_json_depth
         self.session_id = session_id
         self._streams = streams
         self._throttle = throttle
@@ -94,11 +97,19 @@ class Session:
     # Messages in.
 
     async def handle_text(self, raw: str) -> None:
-        if len(raw.encode()) > self._settings.max_message_bytes:
+        encoded = raw.encode()
+        if len(encoded) > self._settings.max_message_bytes:
             await self.send(
                 protocol.error(
                     "message_too_large",
                     f"Messages are limited to {self._settings.max_message_bytes} bytes.",
+                )
+            )
+            return
+        if deeper_than(encoded, self._max_json_depth):
+            await self.send(
+                protocol.error(
+                    "invalid_message", f"JSON nested deeper than {self._max_json_depth} levels."
                 )
             )
             return

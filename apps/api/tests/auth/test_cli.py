@@ -90,3 +90,18 @@ async def test_the_command_line_refuses_unknown_ids_and_scopes(fresh_redis: str)
     code, _, err = await _cli(fresh_redis, "create", "--name", "x", "--scopes", "everything")
     assert code == 2
     assert "unknown scope" in err
+
+
+async def test_bootstrap_prints_settings_the_service_accepts(fresh_redis: str) -> None:
+    code, out, _ = await _cli(fresh_redis, "bootstrap")
+
+    values = dict(line.split("=", 1) for line in out.splitlines())
+    settings = auth_settings().model_validate(
+        {
+            "pepper": values["AUTH__PEPPER"],
+            "bootstrap_admin_key": values["AUTH__BOOTSTRAP_ADMIN_KEY"],
+        }
+    )
+    assert code == 0
+    assert settings.bootstrap_admin_key is not None
+    assert parse_key(settings.bootstrap_admin_key.get_secret_value()) is not None
