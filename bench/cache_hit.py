@@ -239,6 +239,7 @@ class Target:
     pid: int
     expect_hit: bool
     redis_url: str
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (an API key)
 
 
 @dataclass
@@ -318,14 +319,13 @@ class Caller(Protocol):
 class HttpxCaller:
     """An httpx.AsyncClient of its own (a shared pool costs far more CPU at 64 callers)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         self._url = url
+        self._headers = {"content-type": "application/json", **dict(headers)}
         self._client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=1))
 
     async def post(self, body: bytes) -> tuple[int, dict[str, str]]:
-        response = await self._client.post(
-            self._url, content=body, headers={"content-type": "application/json"}
-        )
+        response = await self._client.post(self._url, content=body, headers=self._headers)
         return response.status_code, dict(response.headers)
 
     async def close(self) -> None:
@@ -347,7 +347,7 @@ async def drive(
     target: Target, bodies: Sequence[bytes], clients: int, count: int, caller: str
 ) -> LevelRun:
     """`count` requests from `clients` closed-loop callers, the bodies in turn."""
-    pool: list[Caller] = [CALLERS[caller](target.url) for _ in range(clients)]
+    pool: list[Caller] = [CALLERS[caller](target.url, target.headers) for _ in range(clients)]
     latencies: list[float] = []
     server: list[float] = []
     not_hits = 0
@@ -511,6 +511,37 @@ def print_table(cells: dict[tuple[int, str], Cell]) -> None:
     print(
         "Server time is the time inside the handler, waits on the event loop included: once a "
         "server is saturated it grows with the number of requests in flight."
+    )
+
+
+def print_cost_table(
+    cells: dict[tuple[int, str], Cell], on: str, off: str, what: str, aim: float
+) -> None:
+    """Two variants of the app at each level, and what `on` costs against `off` (the baseline):
+    1 − throughput ratio, and the differences in client p50 and server CPU per request."""
+    print(f"| clients | {what} | req/s | client p50 ms | client p99 ms | server CPU µs/req |")
+    print("|---:|---|---:|---:|---:|---:|")
+    costs = {}
+    for clients in LEVELS:
+        with_it, without = cells[(clients, on)], cells[(clients, off)]
+        for name, cell in ((on, with_it), (off, without)):
+            print(
+                f"| {clients} | {name} | {cell.throughput:,.0f} | {cell.latency(0.5):.2f} "
+                f"| {cell.latency(0.99):.2f} | {cell.server_cpu_us:,.0f} |"
+            )
+        costs[clients] = 1 - with_it.throughput / without.throughput
+        print(
+            f"| {clients} | **cost of {what}** | **{costs[clients]:.1%}** "
+            f"| {with_it.latency(0.5) - without.latency(0.5):+.2f} ms "
+            f"| {with_it.latency(0.99) - without.latency(0.99):+.2f} ms "
+            f"| {with_it.server_cpu_us - without.server_cpu_us:+,.0f} µs |"
+        )
+    print()
+    worst = max(costs, key=lambda c: costs[c])
+    met = "met" if costs[worst] <= aim else "NOT met"
+    print(
+        f"Aim: {what} costs ≤ {aim:.0%} of the throughput at every level: {met} "
+        f"(highest {costs[worst]:.1%}, at {worst} client{'s' if worst > 1 else ''})."
     )
 
 

@@ -286,30 +286,7 @@ def print_recording(cells: dict[tuple[int, str], cache_hit.Cell], args: argparse
         "rounds; raw HTTP/1.1 callers in this process; both servers on one private Redis"
     )
     print()
-    print("| clients | recording | req/s | server p50 ms | server p99 ms | server CPU µs/req |")
-    print("|---:|---|---:|---:|---:|---:|")
-    overheads = {}
-    for clients in cache_hit.LEVELS:
-        on, off = cells[(clients, ON)], cells[(clients, OFF)]
-        for name, cell in ((ON, on), (OFF, off)):
-            print(
-                f"| {clients} | {name} | {cell.throughput:,.0f} | {cell.server(0.5):.2f} "
-                f"| {cell.server(0.99):.2f} | {cell.server_cpu_us:,.0f} |"
-            )
-        overheads[clients] = 1 - on.throughput / off.throughput
-        print(
-            f"| {clients} | **cost of recording** | **{overheads[clients]:.1%}** "
-            f"| {on.server(0.5) - off.server(0.5):+.2f} ms "
-            f"| {on.server(0.99) - off.server(0.99):+.2f} ms "
-            f"| {on.server_cpu_us - off.server_cpu_us:+,.0f} µs |"
-        )
-    print()
-    worst = max(overheads, key=lambda c: overheads[c])
-    met = "met" if overheads[worst] <= AIM_RECORDING_COST else "NOT met"
-    print(
-        f"Aim: recording costs ≤ {AIM_RECORDING_COST:.0%} of the throughput at every level: "
-        f"{met} (highest {overheads[worst]:.1%}, at {worst} client{'s' if worst > 1 else ''})."
-    )
+    cache_hit.print_cost_table(cells, ON, OFF, "recording", AIM_RECORDING_COST)
     print()
 
 

@@ -138,12 +138,13 @@ def machine_lines() -> list[str]:
 class RawCaller:
     """HTTP/1.1 over asyncio streams, nothing else: keep-alive, Content-Length bodies only."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         parsed = httpx.URL(url)
         self._host, self._port = parsed.host, parsed.port or 80
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         self._head = (
             f"POST {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{self._port}\r\n"
-            "Content-Type: application/json\r\nContent-Length: "
+            f"{extra}Content-Type: application/json\r\nContent-Length: "
         ).encode()
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 

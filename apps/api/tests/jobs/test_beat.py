@@ -136,7 +136,9 @@ async def test_two_beats_send_each_run_once_and_the_second_takes_over_when_the_f
     # the worker may run queued ones back to back on a loaded machine.
     sent = sorted(_sends(first.log()) + _sends(second.log()))
     gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
-    assert 4 <= sent_before_failover <= 7
+    # At least a run a second while it held the lock (more when the second beat was slow to
+    # start); never two at once, which the gaps show.
+    assert sent_before_failover >= 4
     assert min(gaps) > 0.5, gaps
     assert "Acquired lock" in waiter.log()
     assert len(_sends(waiter.log())) >= 2
