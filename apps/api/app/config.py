@@ -240,6 +240,13 @@ class AuthSettings(BaseModel):
     # When the state Redis cannot answer: refuse keyed requests with 503 (false), or admit
     # callers unchecked and unthrottled (true).
     fail_open: bool = False
+    # A process remembers a key it accepted this long (a revocation or rotation reaches every
+    # process at once through pub/sub; an expiry is noticed within this).
+    cache_s: float = Field(default=10.0, ge=0)
+    # Budgets are taken from Redis this share of the per-minute limit at a time, and spent
+    # locally; unspent tokens lapse after lease_s.
+    lease_fraction: float = Field(default=0.02, gt=0, le=1)
+    lease_s: float = Field(default=10.0, gt=0)
 
     @field_validator("pepper", "bootstrap_admin_key", mode="before")
     @classmethod

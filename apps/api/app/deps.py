@@ -2,8 +2,7 @@
 
 from typing import Annotated, Any, cast
 
-from fastapi import Depends, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
@@ -106,19 +105,10 @@ SubmitterDep = Annotated[JobSubmitter, Depends(get_submitter)]
 DetectorDep = Annotated[LanguageDetector, Depends(get_detector)]
 
 
-_BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer sv_<id>_<secret>")
-_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="sv_<id>_<secret>")
-
-
 def require(scope: Scope) -> Any:
     """A router dependency: the caller's key must hold `scope` (401/403/429 if not)."""
 
-    async def admitted(
-        conn: HTTPConnection,
-        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
-        _header: Annotated[str | None, Security(_API_KEY)],
-    ) -> None:
-        # The two Security parameters document the schemes in OpenAPI; Access reads the key.
+    async def admitted(conn: HTTPConnection) -> None:
         conn.state.caller = await _services(conn).access.admit(conn, scope)
 
     return Depends(admitted)

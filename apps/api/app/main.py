@@ -1,5 +1,7 @@
 """create_app(): the FastAPI application, its middleware, error handlers and routers."""
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -19,6 +21,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+}
+KEY_SCHEMES: dict[str, Any] = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "sv_<id>_<secret>"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
 # What a browser client may read from a cross-origin response.
 EXPOSED_HEADERS = [
@@ -63,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             QUALITY_PATH: settings.server.max_upload_bytes,
         },
         timeout_s=settings.server.body_timeout_s,
+        max_json_depth=settings.server.max_json_depth,
     )
     app.add_middleware(RequestIdMiddleware, fixed_headers=SECURITY_HEADERS)
     if settings.analytics.record_requests:
@@ -76,4 +83,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
+    open_paths = {"/health", "/ready"} | (set() if metrics_guard else {"/metrics"})
+    _document_keys(app, open_paths)
     return app
+
+
+def _document_keys(app: FastAPI, open_paths: set[str]) -> None:
+    """The key schemes in OpenAPI, required by every operation but the open ones.
+
+    Declared here rather than as security dependencies: those would parse the headers a
+    second time on every request, for the documentation's sake.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = KEY_SCHEMES
+            for path, operations in schema["paths"].items():
+                if path not in open_paths:
+                    for operation in operations.values():
+                        operation["security"] = [{name: []} for name in KEY_SCHEMES]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -28,6 +28,8 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.connected = asyncio.Event()
+        # Subscriptions made so far: a change means messages may have been missed in between.
+        self.connections = 0
 
     def on(self, channel: str, handler: Handler) -> None:
         """Call `handler(data)` for every message on `channel` (register before start)."""
@@ -52,6 +54,7 @@ class Notifier:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._handlers)
+                self.connections += 1
                 self.connected.set()
                 backoff = 0.05
                 # redis-py's get_message can swallow a cancellation: the flag is what ends it.

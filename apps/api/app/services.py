@@ -154,7 +154,7 @@ async def open_services(
         cache=cache,
         limiter=limiter,
         circuits=circuits,
-        access=Access(redis, settings.auth),
+        access=Access(redis, settings.auth, state_events),
         rollups=rollups,
         events=events,
         agents=agents,

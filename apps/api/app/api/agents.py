@@ -8,10 +8,9 @@ from app.agents import Agent, AgentNotFoundError, AgentSpec
 from app.api.negotiation import require_json_body
 from app.api.schemas import ERROR_RESPONSES, NOT_FOUND
 from app.deps import AgentsDep
-from app.limits.json_body import StrictJSONRoute
 from app.tts.models import AgentId
 
-router = APIRouter(prefix="/agents", tags=["agents"], route_class=StrictJSONRoute)
+router = APIRouter(prefix="/agents", tags=["agents"])
 
 # Annotated, not a default: FastAPI keeps AgentId's pattern and length only this way.
 AgentIdPath = Annotated[AgentId, Path(description="The voice agent's id.")]

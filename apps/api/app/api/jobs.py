@@ -30,11 +30,10 @@ from app.deps import (
 )
 from app.errors import AppError, NotFoundError, ValidationFailedError
 from app.jobs.store import ItemFigures, ItemResult, ItemState, JobItem, JobKind, JobRecord
-from app.limits.json_body import StrictJSONRoute
 from app.tts import batch
 from app.tts.models import AgentId, Language, Persona, SynthesizeRequest
 
-router = APIRouter(prefix="/streaming", tags=["jobs"], route_class=StrictJSONRoute)
+router = APIRouter(prefix="/streaming", tags=["jobs"])
 
 MAX_BULK_ITEMS = 1000
 

@@ -10,9 +10,8 @@ from app.auth.models import KeyInfo
 from app.auth.scopes import Scope
 from app.auth.store import KeyStore
 from app.deps import ServicesDep
-from app.limits.json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"], route_class=StrictJSONRoute)
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 _REVOKED = {"model": ErrorBody, "description": "The key is already revoked."}
 
 KeyId = Annotated[str, Path(pattern=r"^[a-z0-9]{12}$", description="The key's id (sv_<id>_…)")]

@@ -31,12 +31,11 @@ from app.errors import (
     ValidationFailedError,
     request_id_of,
 )
-from app.limits.json_body import StrictJSONRoute
 from app.tts.models import MAX_TEXT_CHARS, Language, LanguageChoice, SynthesizeRequest
 from app.tts.segmenting import spoken_length
 from app.tts.service import SynthesisResult
 
-router = APIRouter(prefix="/streaming", tags=["quality"], route_class=StrictJSONRoute)
+router = APIRouter(prefix="/streaming", tags=["quality"])
 
 Int16Array = npt.NDArray[np.int16]
 

@@ -8,12 +8,11 @@ from app.api.schemas import ERROR_RESPONSES
 from app.api.synthesize import AUDIO_CONTENT
 from app.deps import StreamWatchDep, SynthesizerDep, charge_characters
 from app.errors import request_id_of
-from app.limits.json_body import StrictJSONRoute
 from app.streaming.chunked import chunked_body
 from app.tts.models import SynthesizeRequest
 from app.tts.service import SegmentStarted
 
-router = APIRouter(prefix="/streaming", tags=["streaming"], route_class=StrictJSONRoute)
+router = APIRouter(prefix="/streaming", tags=["streaming"])
 
 
 @router.post(

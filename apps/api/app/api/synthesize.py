@@ -13,11 +13,10 @@ from app.api.schemas import ERROR_RESPONSES
 from app.audio.formats import FORMATS
 from app.deps import SynthesizerDep, charge_characters
 from app.errors import request_id_of
-from app.limits.json_body import StrictJSONRoute
 from app.tts.models import Language, Persona, SynthesizeRequest
 from app.tts.service import SynthesisResult
 
-router = APIRouter(tags=["synthesis"], route_class=StrictJSONRoute)
+router = APIRouter(tags=["synthesis"])
 
 
 class SegmentReport(BaseModel):

@@ -27,16 +27,20 @@ from app.auth.errors import (
     MissingKeyError,
     RateLimitedError,
 )
-from app.auth.guard import Guard, Outcome, RateDecision, Verdict
+from app.auth.guard import CHARACTERS, REQUESTS, Guard, Outcome, RateDecision, Verdict
+from app.auth.keys import hash_secret, parse_key
+from app.auth.local import KnownKey, LocalKeys
 from app.auth.pepper import load_pepper
 from app.auth.scopes import Scope
-from app.auth.store import KEY_IDS, KeyStore
+from app.auth.store import CHANGED, KEY_IDS, KEY_RECORD, KeyStore
 from app.config import AuthSettings
+from app.notifications import Notifier
 from app.observability.middleware import RESPONSE_HEADERS
 
 logger = logging.getLogger(__name__)
 
 _KEYS_EXIST_TTL_S = 1.0
+KEY_RECORD_PREFIX = KEY_RECORD.removesuffix("{id}")
 
 _INVALID = {
     Outcome.MALFORMED: "The API key is not of the form sv_<id>_<secret>.",
@@ -74,12 +78,17 @@ def presented_key(conn: HTTPConnection, allow_query: bool) -> str | None:
 class Access:
     """Admits callers for a scope and charges their buckets; one per process."""
 
-    def __init__(self, redis: Redis, settings: AuthSettings) -> None:
+    def __init__(self, redis: Redis, settings: AuthSettings, events: Notifier) -> None:
         self._redis = redis
         self._settings = settings
+        self._events = events
         self._guard: Guard | None = None
+        self._pepper: str | None = None
         self._keys_exist = settings.bootstrap_admin_key is not None
         self._keys_checked_at = float("-inf")
+        self._local = LocalKeys(settings.cache_s, settings.lease_fraction, settings.lease_s)
+        self._remembered_on = -1  # the subscription the remembered keys were learnt under
+        events.on(CHANGED, self._changed)
 
     @property
     def enabled(self) -> bool:
@@ -96,6 +105,14 @@ class Access:
                     raise MissingKeyError()
                 return OPEN
             guard = await self._loaded_guard()
+            parsed = parse_key(raw)
+            digest = None if parsed is None else hash_secret(parsed.secret, self._pepper or "")
+            remembering = self._remembering()
+            if parsed is not None and digest is not None and remembering:
+                known = self._local.known(parsed.id, digest, scope)
+                if known is not None:
+                    return await self._admit_known(conn, parsed.id, known)
+            asked_at = time.monotonic()
             client = conn.client.host if conn.client is not None else None
             verdict = await guard.check(raw, scope, client=client)
         except (RedisError, OSError) as exc:
@@ -103,7 +120,25 @@ class Access:
         caller = _judged(verdict, scope)
         if verdict.rate is not None:
             setattr(conn.state, RESPONSE_HEADERS, verdict.rate.headers())
+        if remembering and parsed is not None and digest is not None and verdict.rate is not None:
+            entry = KnownKey(
+                digest, verdict.scopes, verdict.rate.limit, verdict.characters_per_minute, asked_at
+            )
+            self._local.remember(parsed.id, entry, asked_at)
         return caller
+
+    async def _admit_known(self, conn: HTTPConnection, key_id: str, known: KnownKey) -> Caller:
+        guard = await self._loaded_guard()
+        limit = known.requests_per_minute
+
+        async def take(tokens: int) -> RateDecision:
+            return await guard.charge(key_id, tokens, limit, bucket=REQUESTS)
+
+        decision = await self._local.spend(key_id, REQUESTS, 1, limit, take)
+        if not decision.allowed:
+            raise RateLimitedError("Requests per minute for this key exceeded.", decision.headers())
+        setattr(conn.state, RESPONSE_HEADERS, decision.headers())
+        return Caller(key_id, known.characters_per_minute)
 
     async def charge_characters(
         self, conn: HTTPConnection, caller: Caller, characters: int
@@ -111,10 +146,15 @@ class Access:
         """Takes `characters` from the key's characters bucket, or raises 429."""
         if caller.key_id is None or not caller.checked or characters <= 0:
             return
+        key_id = caller.key_id
         limit = caller.characters_per_minute or self._settings.characters_per_minute
         try:
             guard = await self._loaded_guard()
-            decision = await guard.charge(caller.key_id, characters, limit)
+
+            async def take(tokens: int) -> RateDecision:
+                return await guard.charge(key_id, tokens, limit, bucket=CHARACTERS)
+
+            decision = await self._local.spend(key_id, CHARACTERS, characters, limit, take)
         except (RedisError, OSError) as exc:
             self._without_redis(exc)
             return
@@ -122,6 +162,28 @@ class Access:
             raise RateLimitedError(
                 f"Characters per minute for this key exceeded ({limit}).", decision.headers()
             )
+
+    async def store(self) -> KeyStore:
+        """The key store, keyed with this install's pepper (admin routes)."""
+        await self._loaded_guard()
+        assert self._pepper is not None
+        return KeyStore(self._redis, self._pepper)
+
+    @property
+    def rotation_grace_s(self) -> float:
+        return float(self._settings.rotation_grace_s)
+
+    def _remembering(self) -> bool:
+        """Whether accepted keys may be remembered: only while changes would be heard."""
+        if self._settings.cache_s <= 0 or not self._events.connected.is_set():
+            return False
+        if self._events.connections != self._remembered_on:
+            self._local.forget_all()  # announcements may have been missed in between
+            self._remembered_on = self._events.connections
+        return True
+
+    def _changed(self, data: bytes) -> None:
+        self._local.forget(data.decode(errors="replace").removeprefix(KEY_RECORD_PREFIX))
 
     async def _keys_required(self) -> bool:
         if self._keys_exist:
@@ -135,18 +197,10 @@ class Access:
                 self._keys_exist = bool(await self._redis.scard(KEY_IDS))
         return self._keys_exist
 
-    async def store(self) -> KeyStore:
-        """The key store, keyed with this install's pepper (admin routes)."""
-        return KeyStore(self._redis, await load_pepper(self._redis, self._settings))
-
-    @property
-    def rotation_grace_s(self) -> float:
-        return float(self._settings.rotation_grace_s)
-
     async def _loaded_guard(self) -> Guard:
         if self._guard is None:
-            pepper = await load_pepper(self._redis, self._settings)
-            self._guard = Guard(self._redis, pepper, self._settings)
+            self._pepper = await load_pepper(self._redis, self._settings)
+            self._guard = Guard(self._redis, self._pepper, self._settings)
         return self._guard
 
     def _without_redis(self, exc: Exception) -> Caller:

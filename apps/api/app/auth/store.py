@@ -13,6 +13,8 @@ from app.errors import AppError, NotFoundError, ValidationFailedError
 
 KEY_RECORD = "sv:apikey:{id}"
 KEY_IDS = "sv:apikeys"
+# Pub/sub channel: a key's record changed (rotated, revoked); the message is its record key.
+CHANGED = "sv:auth:changed"
 MAX_NAME_LENGTH = 100
 
 # KEYS: record, ids; ARGV: id, then field/value pairs. 0 when the id is taken.
@@ -23,20 +25,23 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: record; ARGV: new hash, previous valid until. 0 unknown, -1 revoked, 1 rotated.
+# KEYS: record, channel; ARGV: new hash, previous valid until. 0 unknown, -1 revoked,
+# 1 rotated (and announced on the channel).
 _ROTATE = """
 local current = redis.call('HMGET', KEYS[1], 'hash', 'revoked_at')
 if not current[1] then return 0 end
 if current[2] then return -1 end
 redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'previous_hash', current[1],
            'previous_valid_until', ARGV[2])
+redis.call('PUBLISH', KEYS[2], KEYS[1])
 return 1
 """
 
-# KEYS: record; ARGV: now. Revoking twice keeps the first time. 0 when unknown.
+# KEYS: record, channel; ARGV: now. Revoking twice keeps the first time. 0 when unknown.
 _REVOKE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSETNX', KEYS[1], 'revoked_at', ARGV[1])
+redis.call('PUBLISH', KEYS[2], KEYS[1])
 return 1
 """
 
@@ -188,7 +193,8 @@ class KeyStore:
         secret = new_secret()
         valid_until = self._clock() + grace_s
         done = await self._rotate(
-            keys=[record_key(key_id)], args=[hash_secret(secret, self._pepper), repr(valid_until)]
+            keys=[record_key(key_id), CHANGED],
+            args=[hash_secret(secret, self._pepper), repr(valid_until)],
         )
         if done == 0:
             raise UnknownKeyError(key_id)
@@ -197,9 +203,9 @@ class KeyStore:
         return CreatedKey(info=await self.require(key_id), key=format_key(key_id, secret))
 
     async def revoke(self, key_id: str) -> KeyInfo:
-        """Ends the key at once for every process (the guard reads Redis on each request)."""
+        """Ends the key at once for every process (they drop what they knew of it on CHANGED)."""
         if not is_key_id(key_id) or not await self._revoke(
-            keys=[record_key(key_id)], args=[repr(self._clock())]
+            keys=[record_key(key_id), CHANGED], args=[repr(self._clock())]
         ):
             raise UnknownKeyError(key_id)
         return await self.require(key_id)

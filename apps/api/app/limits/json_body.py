@@ -1,19 +1,11 @@
-"""JSON request bodies read strictly: UTF-8 only, nested no deeper than a limit (DESIGN §8).
+"""How deep a JSON text nests, found without parsing it (DESIGN §8: a JSON depth limit).
 
-FastAPI parses a body before any dependency runs, and answers a body it cannot decode (bytes
-that are not UTF-8, nesting deep enough to exhaust the parser's recursion) with a bare 400.
-This route class hands FastAPI a request whose `json()` refuses such bodies with a
-JSONDecodeError instead, which FastAPI turns into the usual 422 `validation_error`, and
-refuses nesting past `server.max_json_depth` before the parser sees it.
+A parser recurses once per level: a body or message nested deep enough exhausts the
+recursion (FastAPI answers that with a bare 400) and costs memory on the way. The HTTP body
+limit and the WebSocket session refuse such JSON before any parser sees it.
 """
 
-import json
 import re
-from collections.abc import Callable, Coroutine
-from typing import Any
-
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
 
 _ESCAPED = re.compile(rb"\\.", re.DOTALL)
 _STRUCTURE = frozenset(b'[]{}"')
@@ -44,31 +36,3 @@ def deeper_than(body: bytes, limit: int) -> bool:
         else:
             depth -= 1
     return False
-
-
-class StrictJSONRequest(Request):
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            body = await self.body()
-            settings = getattr(self.state, "settings", None)
-            limit = settings.server.max_json_depth if settings is not None else DEFAULT_MAX_DEPTH
-            if deeper_than(body, limit):
-                raise json.JSONDecodeError(f"nested deeper than {limit} levels", "", 0)
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise json.JSONDecodeError("the body is not UTF-8", "", exc.start) from exc
-            self._json = json.loads(text)
-        return self._json
-
-
-class StrictJSONRoute(APIRoute):
-    """An APIRoute whose JSON body is read by StrictJSONRequest."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def strict(request: Request) -> Response:
-            return await handler(StrictJSONRequest(request.scope, request.receive))
-
-        return strict

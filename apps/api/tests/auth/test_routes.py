@@ -57,12 +57,14 @@ async def test_every_route_but_health_ready_and_metrics_needs_a_key(
         if template in open_paths:
             continue
         path = template.replace("{", "").replace("}", "")  # any value: refused before parsing
-        for method in operations:
+        for method, operation in operations.items():
+            assert operation["security"] == [{"bearer": []}, {"apiKeyHeader": []}]
             response = await guarded.request(method.upper(), path, json={})
             _error(response, 401, "missing_api_key")
             assert response.headers["www-authenticate"].startswith("Bearer")
             checked += 1
     assert checked >= 20
+    assert all("security" not in op for path in open_paths for op in paths[path].values())
     for path in ("/health", "/ready", "/metrics"):
         assert (await guarded.get(path)).status_code == 200
 
