@@ -74,6 +74,13 @@ class SynthesisSettings(BaseModel):
     # A new upstream segment scoring below this is made once more with the persona's
     # fallback voice (time budget allowing), and the better of the two is kept.
     retry_below_quality: float = Field(default=0.5, ge=0, le=1)
+    # A failing ElevenLabs voice (5xx, 429, stall, bad body) is tried again up to this many
+    # times, after a full-jitter backoff from retry_base_ms, while the time budget allows.
+    upstream_retries: int = Field(default=2, ge=0, le=5)
+    retry_base_ms: int = Field(default=100, ge=1, le=10_000)
+    # A stream that has started and then sends no audio for this long has stalled: it is cut
+    # and its slot freed (the next segment may fall back).
+    stall_ms: int = Field(default=2000, ge=100, le=60_000)
 
     @model_validator(mode="after")
     def _segment_bounds_are_ordered(self) -> Self:

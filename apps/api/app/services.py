@@ -31,7 +31,7 @@ from app.limits.upstream import UpstreamLimiter
 from app.notifications import Notifier
 from app.tts.circuit import Circuits
 from app.tts.errors import OfflineEngineError
-from app.tts.fallback import ProviderChain
+from app.tts.fallback import ProviderChain, RetryPolicy
 from app.tts.language import LanguageDetector, shared_detector
 from app.tts.providers.elevenlabs import ElevenLabsProvider
 from app.tts.providers.espeak import EspeakEngine, EspeakProvider, shared_engine
@@ -138,6 +138,11 @@ async def open_services(
         budget_s=settings.synthesis.response_timeout_ms / 1000,
         limiter=limiter,
         circuits=circuits,
+        retry=RetryPolicy(
+            retries=settings.synthesis.upstream_retries,
+            base_s=settings.synthesis.retry_base_ms / 1000,
+            stall_s=settings.synthesis.stall_ms / 1000,
+        ),
     )
     agents = AgentStore(redis)
     jobs = JobStore(redis, settings.jobs.retention_s)

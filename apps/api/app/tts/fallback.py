@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
@@ -67,6 +68,42 @@ class SpokenSegment:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of one voice inside the segment's time budget (DESIGN §4.5).
+
+    Server errors, rate limiting, stalls and bad bodies are retried after a full-jitter
+    backoff (uniform in 0..base·2^n; Retry-After when upstream gives one) as long as the wait
+    and `min_try_s` of a try still fit before the deadline. A bad key, no quota, a refused
+    request or an unreachable host are not: they will not change within a second.
+    """
+
+    retries: int = 2
+    base_s: float = 0.1
+    min_try_s: float = 0.3
+    # No audio for this long once a stream has started: it stalled.
+    stall_s: float = 2.0
+
+    def delay(self, exc: ProviderError, tries: int, deadline: float) -> float | None:
+        if tries > self.retries or not isinstance(exc, _RETRYABLE):
+            return None
+        if isinstance(exc, UpstreamRateLimitedError) and exc.retry_after_s:
+            wait = exc.retry_after_s
+        else:
+            wait = random.uniform(0, self.base_s * 2 ** (tries - 1))
+        if time.monotonic() + wait + self.min_try_s > deadline:
+            return None
+        return wait
+
+
+_RETRYABLE = (
+    UpstreamServerError,
+    UpstreamRateLimitedError,
+    UpstreamTimeoutError,
+    UpstreamProtocolError,
+)
+
+
+@dataclass(frozen=True, slots=True)
 class _Attempt:
     provider: TTSProvider
     voice: Voice
@@ -122,12 +159,14 @@ class ProviderChain:
         budget_s: float,
         limiter: UpstreamLimiter | None = None,
         circuits: Circuits | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._upstream = upstream
         self._offline = offline
         self._budget_s = budget_s
         self._limiter = limiter
         self._circuits = circuits
+        self._retry = retry or RetryPolicy()
 
     @property
     def budget_s(self) -> float:
@@ -170,17 +209,21 @@ class ProviderChain:
         failures: list[str] = []
         skip: set[Provider] = set()
         for attempt in self._attempts(profile, language):
-            if not self._still_worth_trying(attempt, skip, deadline, failures):
-                continue
-            request = _request(segment, profile, language, attempt.voice, wire)
-            try:
-                async with self._open_attempt(attempt, request, priority, deadline) as opened:
-                    chunks = [opened.first] + [chunk async for chunk in opened.rest]
-                opened.failed_attempts = tuple(failures)
-                _count_fallback(failures)
-                return opened.spoken(segment, b"".join(chunks))
-            except ProviderError as exc:
-                await self._note_failure(segment, attempt, exc, failures, skip)
+            tries = 0
+            while self._still_worth_trying(attempt, skip, deadline, failures):
+                request = _request(segment, profile, language, attempt.voice, wire)
+                try:
+                    async with self._open_attempt(attempt, request, priority, deadline) as opened:
+                        chunks = [opened.first] + [chunk async for chunk in opened.rest]
+                    opened.failed_attempts = tuple(failures)
+                    _count_fallback(failures)
+                    return opened.spoken(segment, b"".join(chunks))
+                except ProviderError as exc:
+                    tries += 1
+                    if not await self._failed(
+                        segment, attempt, exc, tries, deadline, failures, skip
+                    ):
+                        break
         raise _unavailable(failures)
 
     @asynccontextmanager
@@ -203,20 +246,24 @@ class ProviderChain:
         skip: set[Provider] = set()
         async with AsyncExitStack() as stack:
             for attempt in self._attempts(profile, language):
-                if not self._still_worth_trying(attempt, skip, deadline, failures):
-                    continue
-                request = _request(segment, profile, language, attempt.voice, wire)
-                try:
-                    opened = await stack.enter_async_context(
-                        self._open_attempt(attempt, request, priority, deadline)
-                    )
-                except ProviderError as exc:
-                    await self._note_failure(segment, attempt, exc, failures, skip)
-                    continue
-                opened.failed_attempts = tuple(failures)
-                _count_fallback(failures)
-                yield opened
-                return
+                tries = 0
+                while self._still_worth_trying(attempt, skip, deadline, failures):
+                    request = _request(segment, profile, language, attempt.voice, wire)
+                    try:
+                        opened = await stack.enter_async_context(
+                            self._open_attempt(attempt, request, priority, deadline)
+                        )
+                    except ProviderError as exc:
+                        tries += 1
+                        if await self._failed(
+                            segment, attempt, exc, tries, deadline, failures, skip
+                        ):
+                            continue
+                        break
+                    opened.failed_attempts = tuple(failures)
+                    _count_fallback(failures)
+                    yield opened
+                    return
         raise _unavailable(failures)
 
     async def probe(self, provider: str, voice_id: str) -> None:
@@ -256,28 +303,49 @@ class ProviderChain:
             return False
         return True
 
-    async def _note_failure(
+    async def _failed(
         self,
         segment: Segment,
         attempt: _Attempt,
         exc: ProviderError,
+        tries: int,
+        deadline: float,
         failures: list[str],
         skip: set[Provider],
-    ) -> None:
-        logger.warning(
-            "segment %d: %s voice %s failed: %s",
-            segment.index,
-            attempt.provider.name,
-            attempt.voice.voice_id,
-            exc.message,
-        )
+    ) -> bool:
+        """Notes a failed try; True after waiting out the backoff when it is worth retrying."""
+        delay = self._retry.delay(exc, tries, deadline) if attempt.budgeted else None
+        if isinstance(exc, UpstreamRejectedError):
+            # Upstream refused a request we built: a bug (or a bad voice id) to report.
+            logger.error(
+                "segment %d: %s refused our request for voice %s (status %s): %s",
+                segment.index,
+                attempt.provider.name,
+                attempt.voice.voice_id,
+                exc.upstream_status,
+                exc.message,
+            )
+        else:
+            logger.warning(
+                "segment %d: %s voice %s failed (try %d%s): %s",
+                segment.index,
+                attempt.provider.name,
+                attempt.voice.voice_id,
+                tries,
+                f", again in {delay:.2f} s" if delay is not None else "",
+                exc.message,
+            )
         failures.append(exc.code)
-        if exc.account_wide:
+        if exc.account_wide and delay is None:
             skip.add(attempt.provider.name)
         if attempt.budgeted and self._circuits is not None:
             await self._circuits.failed(attempt.provider.name, attempt.voice.voice_id, exc)
         if isinstance(exc, UpstreamRateLimitedError) and self._limiter is not None:
             await self._limiter.cool_down(exc.retry_after_s or 0.0)
+        if delay is None:
+            return False
+        await asyncio.sleep(delay)
+        return True
 
     @asynccontextmanager
     async def _slot(
@@ -299,7 +367,7 @@ class ProviderChain:
         """One provider's stream, opened until its first chunk (within the budget)."""
         async with self._slot(attempt, priority, deadline):
             usage = ProviderUsage()
-            call = _UpstreamCall(attempt, self._circuits)
+            call = _UpstreamCall(attempt, self._circuits, self._retry.stall_s)
             async with aclosing(attempt.provider.stream(request, usage)) as stream:
                 try:
                     first = await _first_chunk(attempt, stream, deadline)
@@ -343,14 +411,26 @@ class _UpstreamCall:
     answer is not counted.
     """
 
-    def __init__(self, attempt: _Attempt, circuits: Circuits | None) -> None:
+    def __init__(self, attempt: _Attempt, circuits: Circuits | None, stall_s: float) -> None:
         self._attempt = attempt
         self._circuits = circuits
+        # The offline engine renders in one piece: no stall to watch for.
+        self._stall_s = stall_s if attempt.budgeted else None
         self.status: metrics.UpstreamStatus | None = None
 
     async def watch(self, stream: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         try:
-            async for chunk in stream:
+            while True:
+                try:
+                    async with asyncio.timeout(self._stall_s):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise UpstreamTimeoutError(
+                        self._attempt.provider.name,
+                        f"the stream stalled: no audio for {self._stall_s:g} s",
+                    ) from exc
                 yield chunk
         except ProviderError as exc:
             self.ended_by(exc)

@@ -337,7 +337,7 @@ async def test_an_agents_fallback_voice_replaces_the_personas_fallback(
         f"{AGENTS}/front-desk", json={**FRONT_DESK, "fallback_voice": {"voice_id": FALLBACK_VOICE}}
     )
     elevenlabs.behavior.status = 500
-    elevenlabs.behavior.fail_first_n = 1
+    elevenlabs.behavior.fail_first_n = 3  # the persona voice and its two retries
 
     response = await upstream_client.post(
         SYNTHESIZE,

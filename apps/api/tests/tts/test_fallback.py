@@ -10,7 +10,7 @@ from app.audio import codecs
 from app.audio.formats import OutputFormat, spec_of
 from app.cache.keys import SegmentIdentity
 from app.tts.errors import SynthesisUnavailableError, UpstreamTimeoutError
-from app.tts.fallback import ProviderChain
+from app.tts.fallback import ProviderChain, RetryPolicy
 from app.tts.models import Language, Persona, Provider
 from app.tts.personas import profile_for
 from app.tts.providers.base import ProviderRequest, ProviderUsage
@@ -32,7 +32,11 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def _chain(
-    http: httpx.AsyncClient, fake: FakeElevenLabs, key: str | None = "valid"
+    http: httpx.AsyncClient,
+    fake: FakeElevenLabs,
+    key: str | None = "valid",
+    retry: RetryPolicy | None = None,
+    budget_s: float = BUDGET_S,
 ) -> ProviderChain:
     engine = shared_engine()
     await engine.start()
@@ -40,7 +44,8 @@ async def _chain(
     return ProviderChain(
         upstream=ElevenLabsProvider(http, fake.base_url, api_key),
         offline=EspeakProvider(engine),
-        budget_s=BUDGET_S,
+        budget_s=budget_s,
+        retry=retry,
     )
 
 
@@ -58,7 +63,7 @@ async def test_the_persona_voice_speaks_when_elevenlabs_answers(
     assert len(codecs.decode(spoken.audio, WIRE)) > 16000
 
 
-async def test_a_server_error_on_the_persona_voice_falls_back_to_its_fallback_voice(
+async def test_a_passing_server_error_is_retried_on_the_same_voice(
     http: httpx.AsyncClient, elevenlabs: FakeElevenLabs
 ) -> None:
     elevenlabs.behavior.status = 500
@@ -68,13 +73,75 @@ async def test_a_server_error_on_the_persona_voice_falls_back_to_its_fallback_vo
     spoken = await chain.speak(SEGMENT, PROFILE, Language.EN, WIRE)
 
     assert spoken.provider == Provider.ELEVENLABS
+    assert spoken.voice_id == PROFILE.voice_for(Language.EN).voice_id
+    assert spoken.failed_attempts == ("upstream_server_error",)
+    primary = f"/v1/text-to-speech/{PROFILE.voice_for(Language.EN).voice_id}/stream"
+    assert [r.path for r in elevenlabs.stats().requests] == [primary, primary]
+
+
+async def test_a_lasting_server_error_exhausts_the_retries_then_the_fallback_voice(
+    http: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+) -> None:
+    elevenlabs.behavior.status = 500
+    chain = await _chain(http, elevenlabs, retry=RetryPolicy(retries=1, base_s=0.01))
+
+    spoken = await chain.speak(SEGMENT, PROFILE, Language.EN, WIRE)
+
+    assert spoken.provider == Provider.ESPEAK
+    assert spoken.failed_attempts == ("upstream_server_error",) * 4
+    primary = f"/v1/text-to-speech/{PROFILE.voice_for(Language.EN).voice_id}/stream"
+    fallback = f"/v1/text-to-speech/{PROFILE.fallback_voice.voice_id}/stream"
+    assert [r.path for r in elevenlabs.stats().requests] == [primary, primary, fallback, fallback]
+
+
+async def test_without_retries_a_server_error_goes_to_the_fallback_voice(
+    http: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+) -> None:
+    elevenlabs.behavior.status = 500
+    elevenlabs.behavior.fail_first_n = 1
+    chain = await _chain(http, elevenlabs, retry=RetryPolicy(retries=0))
+
+    spoken = await chain.speak(SEGMENT, PROFILE, Language.EN, WIRE)
+
     assert spoken.voice_id == PROFILE.fallback_voice.voice_id
     assert spoken.failed_attempts == ("upstream_server_error",)
-    paths = [r.path for r in elevenlabs.stats().requests]
-    assert paths == [
-        f"/v1/text-to-speech/{PROFILE.voice_for(Language.EN).voice_id}/stream",
-        f"/v1/text-to-speech/{PROFILE.fallback_voice.voice_id}/stream",
-    ]
+
+
+async def test_retry_after_is_honoured_and_a_wait_past_the_budget_is_not_taken(
+    http: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+) -> None:
+    elevenlabs.behavior.status = 429
+    elevenlabs.behavior.retry_after_s = 0.4
+    elevenlabs.behavior.fail_first_n = 1
+    chain = await _chain(http, elevenlabs, budget_s=2.0)
+    started = time.monotonic()
+    spoken = await chain.speak(SEGMENT, PROFILE, Language.EN, WIRE)
+    waited = time.monotonic() - started
+
+    elevenlabs.reset()
+    elevenlabs.behavior.status = 429
+    elevenlabs.behavior.retry_after_s = 30
+    too_long = await chain.speak(SEGMENT, PROFILE, Language.EN, WIRE)
+
+    assert spoken.provider == Provider.ELEVENLABS
+    assert waited >= 0.4
+    assert too_long.provider == Provider.ESPEAK
+    assert elevenlabs.stats().total_requests == 1  # a 429 is account-wide: no other voice
+
+
+async def test_a_stream_that_stalls_after_its_first_audio_is_cut_and_replaced(
+    http: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+) -> None:
+    elevenlabs.behavior.stall_after_bytes = 2048
+    elevenlabs.behavior.stall_s = 5.0
+    chain = await _chain(http, elevenlabs, retry=RetryPolicy(stall_s=0.3))
+    started = time.monotonic()
+
+    spoken = await chain.speak(SEGMENT, PROFILE, Language.EN, WIRE)
+
+    assert time.monotonic() - started < 2  # not the 5 s stall, nor httpx's 10 s read timeout
+    assert spoken.provider == Provider.ESPEAK
+    assert spoken.failed_attempts == ("upstream_timeout", "upstream_timeout")
 
 
 @pytest.mark.parametrize(
@@ -126,7 +193,10 @@ async def test_a_truncated_stream_is_replaced_whole_by_the_next_provider(
     spoken = await chain.speak(SEGMENT, PROFILE, Language.EN, WIRE)
 
     assert spoken.provider == Provider.ESPEAK
-    assert spoken.failed_attempts == ("upstream_bad_response", "upstream_bad_response")
+    # Each voice tried (and retried while the budget allowed): never a cut-off take.
+    assert set(spoken.failed_attempts) == {"upstream_bad_response"}
+    voices = {r.path.split("/")[3] for r in elevenlabs.stats().requests}
+    assert voices == {PROFILE.voice_for(Language.EN).voice_id, PROFILE.fallback_voice.voice_id}
 
 
 async def test_an_error_body_sent_as_200_is_never_delivered_as_audio(
@@ -186,6 +256,7 @@ async def test_when_every_provider_fails_the_caller_gets_a_503_with_retry_after(
 
     assert caught.value.status_code == 503
     assert caught.value.headers["Retry-After"] == "1"
-    assert caught.value.details == {
-        "failed_attempts": ["upstream_server_error", "upstream_server_error", "upstream_timeout"]
-    }
+    failures = caught.value.details["failed_attempts"]
+    assert set(failures[:-1]) == {"upstream_server_error"}  # both voices, with retries
+    assert len(failures) >= 3
+    assert failures[-1] == "upstream_timeout"
