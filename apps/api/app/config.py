@@ -74,6 +74,9 @@ class SynthesisSettings(BaseModel):
     # A new upstream segment scoring below this is made once more with the persona's
     # fallback voice (time budget allowing), and the better of the two is kept.
     retry_below_quality: float = Field(default=0.5, ge=0, le=1)
+    # Upstream audio still scoring below this after that retry holds no speech (silence,
+    # noise): the offline engine speaks the segment instead.
+    unusable_below_quality: float = Field(default=0.1, ge=0, le=1)
     # A failing ElevenLabs voice (5xx, 429, stall, bad body) is tried again up to this many
     # times, after a full-jitter backoff from retry_base_ms, while the time budget allows.
     upstream_retries: int = Field(default=2, ge=0, le=5)

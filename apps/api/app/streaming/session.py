@@ -260,7 +260,9 @@ class Session:
                     await self._report(event)
                     break
                 if isinstance(event, SegmentStarted):
-                    sentence.chars = len(event.text)
+                    # A second start is the offline engine taking over the rest of the sentence
+                    # after a cut: the sentence's length stays the whole sentence's.
+                    sentence.chars = sentence.chars or len(event.text)
                     if first is None:
                         first = _FirstAudio(time.monotonic(), event.cache, event.provider)
                 elif isinstance(event, AudioChunk):

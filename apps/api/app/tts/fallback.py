@@ -266,6 +266,16 @@ class ProviderChain:
                     return
         raise _unavailable(failures)
 
+    async def speak_offline(
+        self, segment: Segment, profile: VoiceProfile, language: Language, wire: FormatSpec
+    ) -> SpokenSegment:
+        """The segment from the offline engine alone (upstream broke off in the middle)."""
+        attempt = _Attempt(self._offline, profile.voice_for(language), budgeted=False)
+        request = _request(segment, profile, language, attempt.voice, wire)
+        async with self._open_attempt(attempt, request, Priority.LIVE, time.monotonic()) as opened:
+            chunks = [opened.first] + [chunk async for chunk in opened.rest]
+        return opened.spoken(segment, b"".join(chunks))
+
     async def probe(self, provider: str, voice_id: str) -> None:
         """A circuit's half-open probe: three characters in `voice_id`, on a bulk slot.
 

@@ -41,6 +41,29 @@ def spoken_length(text: str) -> int:
     return len(text) + 2 * len(_CJK.findall(text))
 
 
+def unheard_rest(text: str, heard_s: float, chars_per_second: float) -> str:
+    """The part of `text` not yet spoken after `heard_s` seconds of its speech.
+
+    Speech runs at about `chars_per_second` Latin characters (a CJK character counts three).
+    The word being spoken when the audio stopped is said again: a repeated word is better
+    than a lost one.
+    """
+    budget = heard_s * chars_per_second
+    said = 0
+    index = 0
+    while index < len(text):
+        said += 3 if _CJK.match(text[index]) else 1
+        if said > budget:
+            break
+        index += 1
+    else:
+        return ""
+    if not _CJK.match(text[index]):
+        start = text.rfind(" ", 0, index) + 1  # back to the start of the word
+        index = start
+    return text[index:].strip()
+
+
 def _is_abbreviation(text: str, end: int) -> bool:
     if text[end - 1] != "." or text[end - 2 : end] == "..":
         return False

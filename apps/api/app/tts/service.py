@@ -33,7 +33,7 @@ from app.tts.fallback import ProviderChain, SpokenSegment
 from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Provider, SynthesizeRequest
 from app.tts.personas import VoiceProfile, profile_for
-from app.tts.segmenting import Segment, segment, spoken_length
+from app.tts.segmenting import Segment, segment, spoken_length, unheard_rest
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,16 @@ class SegmentEnded:
 
 @dataclass(frozen=True, slots=True)
 class SegmentCut:
-    """The provider failed after the segment's first audio: the rest of it is lost."""
+    """The provider failed after the segment's first audio.
+
+    `resumed`: the offline engine speaks the rest of the segment's text; a SegmentStarted
+    for that rest follows, with its audio and the segment's end. Otherwise the rest is lost
+    and the segment ends here.
+    """
 
     index: int
     error: ProviderError
+    resumed: bool = False
 
 
 StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
@@ -73,6 +79,8 @@ StreamEvent = SegmentStarted | AudioChunk | SegmentEnded | SegmentCut
 
 # Recorded among a segment's failed attempts when its first take scored too low.
 LOW_QUALITY = "low_quality"
+# ...and when upstream's best take held no speech, so the offline engine spoke instead.
+UNUSABLE_AUDIO = "unusable_audio"
 
 # request JSON, persona named explicitly, agent JSON, catalog, priority, budget
 _MemoKey = tuple[str, bool, str | None, bool, Priority, float | None]
@@ -376,7 +384,9 @@ class SynthesisService:
                     if isinstance(event, SegmentEnded):
                         delivered.append(event.result)
                     yield event
-                    if isinstance(event, SegmentEnded | SegmentCut):
+                    if isinstance(event, SegmentEnded) or (
+                        isinstance(event, SegmentCut) and not event.resumed
+                    ):
                         break
             outcome = "ok"
         except (GeneratorExit, asyncio.CancelledError):
@@ -448,17 +458,47 @@ class SynthesisService:
             )
             chunks = [opened.first]
             queue.put_nowait(AudioChunk(index, opened.first))
+            cut: ProviderError | None = None
             try:
                 async for chunk in opened.rest:
                     chunks.append(chunk)
                     queue.put_nowait(AudioChunk(index, chunk))
             except ProviderError as exc:
-                queue.put_nowait(SegmentCut(index, exc))
-                return
+                cut = exc
+        if cut is not None:
+            await self._speak_the_rest(plan, index, b"".join(chunks), cut, queue)
+            return
         entry = await _new_segment_entry(plan, seg, opened.spoken(seg, b"".join(chunks)))
         if opened.by_primary and plan.request.cache:
             await self._cache.store(plan.keys[index], entry)
         result = _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=True)
+        queue.put_nowait(SegmentEnded(result))
+
+    async def _speak_the_rest(
+        self,
+        plan: SynthesisPlan,
+        index: int,
+        heard: bytes,
+        cut: ProviderError,
+        queue: "asyncio.Queue[StreamEvent | Exception]",
+    ) -> None:
+        """A segment cut mid-stream: the offline engine says what the caller did not hear."""
+        seg = plan.segments[index]
+        heard_s = codecs.duration_ms(heard, plan.wire) / 1000
+        rest = unheard_rest(seg.text, heard_s, quality.CHARS_PER_SECOND)
+        if not any(char.isalnum() for char in rest):
+            queue.put_nowait(SegmentCut(index, cut))
+            return
+        queue.put_nowait(SegmentCut(index, cut, resumed=True))
+        part = Segment(index=seg.index, text=rest, previous_text=None, next_text=None)
+        began = asyncio.get_running_loop().time()
+        spoken = await self._chain.speak_offline(part, plan.profile, plan.language, plan.wire)
+        entry = await _new_segment_entry(plan, part, spoken, extra_failures=(cut.code,))
+        first_audio_s = asyncio.get_running_loop().time() - began
+        outcome = CacheOutcome.MISS if plan.request.cache else CacheOutcome.BYPASS
+        queue.put_nowait(SegmentStarted(index, rest, spoken.provider, outcome, first_audio_s))
+        queue.put_nowait(AudioChunk(index, entry.audio))
+        result = _from_entry(part, entry, outcome, first_audio_s=first_audio_s, paid=True)
         queue.put_nowait(SegmentEnded(result))
 
     async def _lookup(self, plan: SynthesisPlan) -> Lookup | None:
@@ -503,15 +543,23 @@ class SynthesisService:
             seg, plan.profile, plan.language, plan.wire, plan.priority, plan.budget_s
         )
         entry = await _new_segment_entry(plan, seg, spoken)
-        if entry.meta.quality < self._settings.retry_below_quality:
-            retried = await self._retry_with_fallback_voice(plan, seg, spoken, deadline)
-            if retried is not None and retried.meta.quality > entry.meta.quality:
-                # Not the first choice's audio: it is not cached under the first choice's key
-                # (and neither is the poor take, so the next request asks again).
-                return Computed(entry=retried, cacheable=False)
-            if retried is not None:
-                return Computed(entry=entry, cacheable=False)
-        return Computed(entry=entry, cacheable=spoken.by_primary)
+        if entry.meta.quality >= self._settings.retry_below_quality:
+            return Computed(entry=entry, cacheable=spoken.by_primary)
+        retried = await self._retry_with_fallback_voice(plan, seg, spoken, deadline)
+        # Neither take is the first choice's good audio: neither is cached (the next request
+        # asks again).
+        best = entry if retried is None or retried.meta.quality <= entry.meta.quality else retried
+        if (
+            best.meta.quality < self._settings.unusable_below_quality
+            and best.meta.provider != Provider.ESPEAK.value
+        ):
+            # No speech at all (silence, noise): the offline engine says it instead.
+            offline = await self._chain.speak_offline(seg, plan.profile, plan.language, plan.wire)
+            failures = (*best.meta.failed_attempts, UNUSABLE_AUDIO)
+            best = await _new_segment_entry(plan, seg, offline, extra_failures=failures)
+        return Computed(
+            entry=best, cacheable=best is entry and retried is None and spoken.by_primary
+        )
 
     async def _retry_with_fallback_voice(
         self, plan: SynthesisPlan, seg: Segment, first: SpokenSegment, deadline: float

@@ -269,7 +269,9 @@ async def test_an_upstream_failure_mid_utterance_is_reported_and_the_session_goe
     errors = [m for m in broken if m.get("type") == "error"]
     assert [e["code"] for e in errors] == ["upstream_interrupted"] * 3  # one per sentence
     assert all(e["recoverable"] for e in errors)
-    assert sum(m.get("type") == "audio" for m in broken) == 3 * 25  # what arrived was played
+    # What arrived was played (25 frames a sentence), then the offline engine said the rest
+    # of each sentence: about as much speech as the healthy reply.
+    assert sum(m.get("type") == "audio" for m in broken) > 150
     assert sum(m.get("type") == "audio" for m in healthy) > 200
     assert not [m for m in healthy if m.get("type") == "error"]
 

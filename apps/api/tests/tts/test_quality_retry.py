@@ -13,7 +13,7 @@ def _voices(fake: FakeElevenLabs) -> list[str]:
     return [r.path.split("/")[3] for r in fake.stats().requests if r.path.startswith("/v1/text-to")]
 
 
-async def test_a_silent_take_is_retried_in_the_fallback_voice_and_kept_out_of_the_cache(
+async def test_a_silent_take_is_retried_in_the_fallback_voice_then_spoken_offline_uncached(
     upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs
 ) -> None:
     elevenlabs.behavior.silent_audio = True
@@ -22,7 +22,9 @@ async def test_a_silent_take_is_retried_in_the_fallback_voice_and_kept_out_of_th
     again = await upstream_client.post(SYNTHESIZE, json=BODY)
 
     assert first.status_code == 200
-    assert first.headers["x-provider"] == "elevenlabs"
+    # Both takes held no speech: the caller hears the offline engine, never the silence.
+    assert first.headers["x-provider"] == "espeak"
+    assert float(first.headers["x-quality-score"]) > 0.5
     # Persona professional: Matilda first, Lily (its fallback voice) for the retry; neither
     # poor take is cached, so the second request asks again.
     assert _voices(elevenlabs) == [MATILDA.voice_id, LILY.voice_id] * 2

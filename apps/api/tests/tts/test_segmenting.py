@@ -10,6 +10,7 @@ from app.tts.segmenting import (
     segment,
     split_sentences,
     spoken_length,
+    unheard_rest,
 )
 
 NO_LIMITS = {"min_chars": 0, "max_chars": 5000}
@@ -233,3 +234,16 @@ def test_latin_text_joined_back_is_the_text_modulo_whitespace() -> None:
         parts = split_sentences(text, min_chars=20, max_chars=80)
 
         assert normalize_whitespace(" ".join(parts)) == normalize_whitespace(text), text
+
+
+def test_the_unheard_rest_starts_again_at_the_word_that_was_cut() -> None:
+    text = "The kitchen was remodeled last spring."
+    # 14 characters a second: 1 s heard is "The kitchen wa", cut inside "was".
+    assert unheard_rest(text, 1.0, 14.0) == "was remodeled last spring."
+    assert unheard_rest(text, 0.0, 14.0) == text
+    assert unheard_rest(text, 10.0, 14.0) == ""
+
+
+def test_the_unheard_rest_of_mandarin_counts_three_per_character() -> None:
+    text = "欢迎来到枫树街。"
+    assert unheard_rest(text, 0.5, 14.0) == "来到枫树街。"  # 7 units heard: two characters
