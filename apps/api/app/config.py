@@ -84,6 +84,9 @@ class SynthesisSettings(BaseModel):
     # A stream that has started and then sends no audio for this long has stalled: it is cut
     # and its slot freed (the next segment may fall back).
     stall_ms: int = Field(default=2000, ge=100, le=60_000)
+    # Upstream audio is held back until it holds sound, for at most this much audio: silence
+    # that long is a fault and the next voice (or the offline engine) speaks. 0: no gate.
+    sound_gate_ms: int = Field(default=500, ge=0, le=5000)
 
     @model_validator(mode="after")
     def _segment_bounds_are_ordered(self) -> Self:

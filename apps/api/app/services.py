@@ -143,6 +143,7 @@ async def open_services(
             base_s=settings.synthesis.retry_base_ms / 1000,
             stall_s=settings.synthesis.stall_ms / 1000,
         ),
+        sound_gate_s=settings.synthesis.sound_gate_ms / 1000,
     )
     agents = AgentStore(redis)
     jobs = JobStore(redis, settings.jobs.retention_s)

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
 from app.audio.formats import FormatSpec, OutputFormat, spec_of
+from app.audio.sound_gate import SoundGate
 from app.cache.keys import SegmentIdentity
 from app.limits.upstream import Priority, SlotUnavailableError, UpstreamLimiter
 from app.observability import metrics
@@ -160,7 +161,9 @@ class ProviderChain:
         limiter: UpstreamLimiter | None = None,
         circuits: Circuits | None = None,
         retry: RetryPolicy | None = None,
+        sound_gate_s: float = 0.5,
     ) -> None:
+        self._sound_gate_s = sound_gate_s
         self._upstream = upstream
         self._offline = offline
         self._budget_s = budget_s
@@ -377,10 +380,14 @@ class ProviderChain:
         """One provider's stream, opened until its first chunk (within the budget)."""
         async with self._slot(attempt, priority, deadline):
             usage = ProviderUsage()
-            call = _UpstreamCall(attempt, self._circuits, self._retry.stall_s)
+            # A gap longer than the time budget is as bad as a first byte that late.
+            stall_s = min(self._retry.stall_s, self._budget_s)
+            call = _UpstreamCall(attempt, self._circuits, stall_s)
             async with aclosing(attempt.provider.stream(request, usage)) as stream:
                 try:
-                    first = await _first_chunk(attempt, stream, deadline)
+                    first = await _first_chunk(
+                        attempt, stream, deadline, request.wire, self._sound_gate_s
+                    )
                     call.status = metrics.UpstreamStatus.OK
                     if attempt.budgeted and self._circuits is not None:
                         await self._circuits.succeeded(
@@ -398,19 +405,34 @@ class ProviderChain:
 
 
 async def _first_chunk(
-    attempt: _Attempt, stream: AsyncGenerator[bytes, None], deadline: float
+    attempt: _Attempt,
+    stream: AsyncGenerator[bytes, None],
+    deadline: float,
+    wire: FormatSpec,
+    sound_gate_s: float,
 ) -> bytes:
+    """The stream's first audio, within the budget; upstream's held until it holds sound."""
+    name = attempt.provider.name
     try:
         budget = _loop_time(deadline) if attempt.budgeted else None
         async with asyncio.timeout_at(budget):
             first = await anext(stream, b"")
+            if not first:
+                raise UpstreamProtocolError(name, "the stream held no audio")
+            if not attempt.budgeted or sound_gate_s <= 0:
+                return first
+            gate = SoundGate(wire, sound_gate_s)
+            held = [first]
+            while not gate.sound_in(held[-1]):
+                more = b"" if gate.exhausted else await anext(stream, b"")
+                if not more:
+                    raise UpstreamProtocolError(
+                        name, f"no sound in the first {gate.heard_s:.2f} s of audio"
+                    )
+                held.append(more)
+            return b"".join(held)
     except TimeoutError as exc:
-        raise UpstreamTimeoutError(
-            attempt.provider.name, "no audio within the response time budget"
-        ) from exc
-    if not first:
-        raise UpstreamProtocolError(attempt.provider.name, "the stream held no audio")
-    return first
+        raise UpstreamTimeoutError(name, "no audio within the response time budget") from exc
 
 
 class _UpstreamCall:

@@ -3,6 +3,8 @@
 import httpx
 
 from app.tts.personas import LILY, MATILDA
+from tests.asgi import app_client
+from tests.conftest import SettingsFactory
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 
 SYNTHESIZE = "/api/v1/voice/synthesize"
@@ -14,12 +16,18 @@ def _voices(fake: FakeElevenLabs) -> list[str]:
 
 
 async def test_a_silent_take_is_retried_in_the_fallback_voice_then_spoken_offline_uncached(
-    upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs
+    make_settings: SettingsFactory, elevenlabs: FakeElevenLabs
 ) -> None:
     elevenlabs.behavior.silent_audio = True
-
-    first = await upstream_client.post(SYNTHESIZE, json=BODY)
-    again = await upstream_client.post(SYNTHESIZE, json=BODY)
+    settings = make_settings(
+        elevenlabs={"api_key": elevenlabs.api_key, "base_url": elevenlabs.base_url},
+        # Without the sound gate (which stops silence before any scoring: test_sound_gate.py)
+        # the silent take is made whole and scored.
+        synthesis={"sound_gate_ms": 0},
+    )
+    async with app_client(settings) as client:
+        first = await client.post(SYNTHESIZE, json=BODY)
+        again = await client.post(SYNTHESIZE, json=BODY)
 
     assert first.status_code == 200
     # Both takes held no speech: the caller hears the offline engine, never the silence.
