@@ -260,6 +260,9 @@ class AuthSettings(BaseModel):
     # locally; unspent tokens lapse after lease_s.
     lease_fraction: float = Field(default=0.02, gt=0, le=1)
     lease_s: float = Field(default=10.0, gt=0)
+    # State Redis unreachable: a key this process accepted this recently is still admitted
+    # (calls under way go on); others get fail_open's answer.
+    outage_grace_s: float = Field(default=300.0, ge=0)
 
     @field_validator("pepper", "bootstrap_admin_key", mode="before")
     @classmethod

@@ -131,3 +131,29 @@ async def upstream_client(upstream_settings: Settings) -> AsyncIterator[httpx.As
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return Path(__file__).parent / "data"
+
+
+class DisposableRedis:
+    """A redis-server this test may kill and bring back on the same port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._dir = data_dir
+        self.process, self.port = local_redis.start_private(data_dir)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.process, _ = local_redis.start_private(self._dir, self.port)
+
+
+@pytest.fixture
+def disposable_redis(tmp_path: Path) -> Iterator[DisposableRedis]:
+    server = DisposableRedis(tmp_path)
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.kill()

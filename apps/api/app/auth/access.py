@@ -6,9 +6,12 @@ the state Redis (checked at most once a second, so the first `make keys create` 
 service within a second). Until then the service is open, which `app.serve` allows on a
 loopback address only. `AUTH__ENABLED=false` turns keys off (loopback only too).
 
-When the state Redis cannot answer, keys cannot be checked: by default the request is
-refused with 503 (fail closed); `AUTH__FAIL_OPEN=true` admits callers unchecked (and
-unthrottled) instead, for operators who prefer availability to control.
+When the state Redis cannot answer, keys cannot be checked. A key this process accepted within
+`AUTH__OUTAGE_GRACE_S` is still admitted, with the scopes it had (unthrottled: the budgets
+live in Redis), so calls under way go on speaking; any other key is refused with 503 (fail
+closed), or admitted unchecked with `AUTH__FAIL_OPEN=true`, for operators who prefer
+availability to control. A revocation made during the outage reaches a process when its
+pub/sub channel is back.
 """
 
 import logging
@@ -99,13 +102,14 @@ class Access:
         if not self._settings.enabled:
             return OPEN
         raw = presented_key(conn, allow_query)
+        parsed = None if raw is None else parse_key(raw)
+        digest: str | None = None
         try:
             if raw is None:
                 if await self._keys_required():
                     raise MissingKeyError()
                 return OPEN
             guard = await self._loaded_guard()
-            parsed = parse_key(raw)
             digest = None if parsed is None else hash_secret(parsed.secret, self._pepper or "")
             remembering = self._remembering()
             if parsed is not None and digest is not None and remembering:
@@ -116,15 +120,20 @@ class Access:
             client = conn.client.host if conn.client is not None else None
             verdict = await guard.check(raw, scope, client=client)
         except (RedisError, OSError) as exc:
+            if parsed is not None and digest is not None:
+                grace = self._settings.outage_grace_s
+                known = self._local.last_good(parsed.id, digest, scope, grace)
+                if known is not None:  # accepted lately: live callers keep speaking
+                    return Caller(parsed.id, known.characters_per_minute, checked=False)
             return self._without_redis(exc)
         caller = _judged(verdict, scope)
         if verdict.rate is not None:
             setattr(conn.state, RESPONSE_HEADERS, verdict.rate.headers())
-        if remembering and parsed is not None and digest is not None and verdict.rate is not None:
+        if parsed is not None and digest is not None and verdict.rate is not None:
             entry = KnownKey(
                 digest, verdict.scopes, verdict.rate.limit, verdict.characters_per_minute, asked_at
             )
-            self._local.remember(parsed.id, entry, asked_at)
+            self._local.remember(parsed.id, entry, asked_at, use=remembering)
         return caller
 
     async def _admit_known(self, conn: HTTPConnection, key_id: str, known: KnownKey) -> Caller:

@@ -48,6 +48,9 @@ class LocalKeys:
     _known: dict[str, KnownKey] = field(default_factory=dict, init=False)
     _forgotten_at: dict[str, float] = field(default_factory=dict, init=False)
     _leases: dict[tuple[str, str], _Lease] = field(default_factory=dict, init=False)
+    # The last time the guard accepted each key (kept through pub/sub outages; dropped on a
+    # change announced): what may still be admitted while the state Redis is unreachable.
+    _last_good: dict[str, KnownKey] = field(default_factory=dict, init=False)
 
     def known(self, key_id: str, digest: str, scope: Scope) -> KnownKey | None:
         """The key, if this process accepted this very secret for it lately with `scope`."""
@@ -59,13 +62,26 @@ class LocalKeys:
             return None
         return entry if grants(entry.scopes, scope) else None
 
-    def remember(self, key_id: str, entry: KnownKey, asked_at: float) -> None:
-        """Keep what the guard said, unless the key changed since the guard was asked."""
+    def remember(self, key_id: str, entry: KnownKey, asked_at: float, use: bool = True) -> None:
+        """Keep what the guard said, unless the key changed since the guard was asked.
+
+        `use=False`: only as the last known good answer (changes cannot be heard now).
+        """
         if self._forgotten_at.get(key_id, float("-inf")) < asked_at:
-            self._known[key_id] = entry
+            self._last_good[key_id] = entry
+            if use:
+                self._known[key_id] = entry
+
+    def last_good(self, key_id: str, digest: str, scope: Scope, within_s: float) -> KnownKey | None:
+        """The key as last accepted, if that was this very secret within `within_s`."""
+        entry = self._last_good.get(key_id)
+        if entry is None or entry.digest != digest or not grants(entry.scopes, scope):
+            return None
+        return entry if time.monotonic() - entry.known_at <= within_s else None
 
     def forget(self, key_id: str) -> None:
         self._known.pop(key_id, None)
+        self._last_good.pop(key_id, None)
         self._forgotten_at[key_id] = time.monotonic()
         for bucket in [b for b in self._leases if b[0] == key_id]:
             del self._leases[bucket]

@@ -1,44 +1,17 @@
 """Faults around the cache and the limiter: Redis dying mid-request, upstream 429 Retry-After."""
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from app.config import Settings
-from app.ops import local_redis
 from tests.asgi import app_client
+from tests.conftest import DisposableRedis
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 
 URL = "/api/v1/voice/synthesize"
-
-
-class DisposableRedis:
-    """A redis-server this test may kill and bring back on the same port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self._dir = data_dir
-        self.process, self.port = local_redis.start_private(data_dir)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.process, _ = local_redis.start_private(self._dir, self.port)
-
-
-@pytest.fixture
-def disposable_redis(tmp_path: Path) -> Iterator[DisposableRedis]:
-    server = DisposableRedis(tmp_path)
-    try:
-        yield server
-    finally:
-        if server.process.poll() is None:
-            server.kill()
 
 
 async def test_redis_dying_mid_request_fails_no_request_and_caching_resumes(
