@@ -6,7 +6,9 @@ the offline engine nor ElevenLabs answers); HTTP 200, 200 and 503.
 """
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -211,6 +213,33 @@ async def _stalled_streams(streams: StreamWatch) -> Dependency:
     return Dependency(status="ok", latency_ms=_ms(started), details=details)
 
 
+def _process() -> Dependency:
+    """This process: what a leak would show first (tasks, open files, memory)."""
+    fds = Path("/proc/self/fd")
+    status = Path("/proc/self/status")
+    rss_kb = (
+        next(
+            (
+                int(line.split()[1])
+                for line in status.read_text().splitlines()
+                if line.startswith("VmRSS:")
+            ),
+            None,
+        )
+        if status.exists()
+        else None
+    )
+    return Dependency(
+        status="ok",
+        details={
+            "pid": os.getpid(),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+            "open_fds": len(list(fds.iterdir())) if fds.exists() else None,
+            "rss_bytes": rss_kb * 1024 if rss_kb is not None else None,
+        },
+    )
+
+
 @router.get(
     "/health/detailed",
     name="get_detailed_health",
@@ -236,6 +265,7 @@ async def get_detailed_health(
     dependencies = dict(zip((*names, "limiter", "stalled_streams"), checks, strict=True))
     if cache_is_state:
         dependencies["cache_redis"].details["same_server_as_state"] = True
+    dependencies["process"] = _process()
     dependencies["websocket_sessions"] = Dependency(
         status="ok",
         details={"this_process": sessions.local, "all_processes": await sessions.global_count()},

@@ -34,6 +34,9 @@ async def test_without_workers_or_beat_the_service_speaks_but_says_degraded(
     assert deps["beat"]["status"] == "degraded"
     assert deps["limiter"]["details"]["slots"] == 50
     assert deps["websocket_sessions"]["details"]["this_process"] == 0
+    assert deps["process"]["details"]["asyncio_tasks"] > 0
+    assert deps["process"]["details"]["open_fds"] > 0
+    assert deps["process"]["details"]["rss_bytes"] > 10_000_000
 
 
 async def test_an_upstream_with_a_bad_key_is_down_while_the_service_still_speaks(
