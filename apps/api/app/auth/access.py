@@ -126,6 +126,8 @@ class Access:
                 if known is not None:  # accepted lately: live callers keep speaking
                     return Caller(parsed.id, known.characters_per_minute, checked=False)
             return self._without_redis(exc)
+        if not verdict.ok:  # the key's id only: a secret never reaches a log line
+            logger.info("API key %s refused: %s", verdict.key_id or "-", verdict.outcome.value)
         caller = _judged(verdict, scope)
         if verdict.rate is not None:
             setattr(conn.state, RESPONSE_HEADERS, verdict.rate.headers())

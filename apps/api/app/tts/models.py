@@ -106,4 +106,8 @@ def validate_speakable(value: str) -> str:
         raise ValueError("text must contain something to say, not only whitespace")
     if _CONTROL_CHARS.search(value):
         raise ValueError("text must not contain control characters")
+    # Only punctuation, symbols or invisible characters: no provider can say it, and asking
+    # one would count its silence against it.
+    if not any(char.isalnum() for char in value):
+        raise ValueError("text must contain a letter or a digit: there is nothing to say")
     return value

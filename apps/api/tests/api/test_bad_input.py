@@ -5,6 +5,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fakes.elevenlabs_server import FakeElevenLabs
+
 URL = "/api/v1/voice/synthesize"
 
 
@@ -121,3 +123,14 @@ async def test_the_session_goes_on_after_bad_requests(client: httpx.AsyncClient)
     response = await client.post(URL, json={"text": "Still here and speaking."})
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "...", "\u3000\u200b", "—", "\ufeff", "?!"])
+async def test_text_with_nothing_to_say_is_a_422_and_never_reaches_a_provider(
+    upstream_client: httpx.AsyncClient, elevenlabs: FakeElevenLabs, text: str
+) -> None:
+    response = await upstream_client.post("/api/v1/voice/synthesize", json={"text": text})
+
+    assert_error_body(response, 422, "validation_error")
+    assert "nothing to say" in response.json()["error"]["message"]
+    assert elevenlabs.stats().total_requests == 0
