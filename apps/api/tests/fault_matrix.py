@@ -133,49 +133,22 @@ def _has_speech(audio: bytes, output_format: OutputFormat) -> bool:
     return pcm.size > 0 and int(np.abs(pcm.astype(np.int32)).max()) > 1000
 
 
-async def _synthesize(base_url: str, fault: Fault) -> Cell:
+async def _http(base_url: str, fault: Fault, path: str, surface: str) -> Cell:
+    """A POST of the synthesize body, read as it streams in: first byte and whole body."""
     fmt = fault.output_format or OutputFormat.MP3_44100_128
     started = time.monotonic()
     first: float | None = None
     body = bytearray()
-    async with (
-        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
-        http.stream(
-            "POST", "/api/v1/voice/synthesize", json={"text": TEXT, "output_format": fmt.value}
-        ) as response,
-    ):
-        async for chunk in response.aiter_bytes():
-            if first is None and chunk:
-                first = time.monotonic() - started
-            body += chunk
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        request = {"text": TEXT, "output_format": fmt.value}
+        async with http.stream("POST", path, json=request) as response:
+            async for chunk in response.aiter_bytes():
+                if first is None and chunk:
+                    first = time.monotonic() - started
+                body += chunk
     return Cell(
         fault.name,
-        "synthesize",
-        response.status_code,
-        response.headers.get("x-provider", "—"),
-        first,
-        time.monotonic() - started,
-        response.status_code == 200 and _has_speech(bytes(body), fmt),
-    )
-
-
-async def _chunked(base_url: str, fault: Fault) -> Cell:
-    fmt = fault.output_format or OutputFormat.MP3_44100_128
-    started = time.monotonic()
-    first: float | None = None
-    body = bytearray()
-    url = "/api/v1/voice/streaming/synthesize/streaming"
-    async with (
-        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
-        http.stream("POST", url, json={"text": TEXT, "output_format": fmt.value}) as response,
-    ):
-        async for chunk in response.aiter_bytes():
-            if first is None and chunk:
-                first = time.monotonic() - started
-            body += chunk
-    return Cell(
-        fault.name,
-        "chunked stream",
+        surface,
         response.status_code,
         response.headers.get("x-provider", "—"),
         first,
@@ -254,8 +227,10 @@ async def _bulk(base_url: str, fault: Fault) -> Cell:
 
 Surface = Callable[[str, Fault], Awaitable[Cell]]
 SURFACES: dict[str, Surface] = {
-    "synthesize": _synthesize,
-    "chunked stream": _chunked,
+    "synthesize": lambda url, fault: _http(url, fault, "/api/v1/voice/synthesize", "synthesize"),
+    "chunked stream": lambda url, fault: _http(
+        url, fault, "/api/v1/voice/streaming/synthesize/streaming", "chunked stream"
+    ),
     "WebSocket json": lambda url, fault: _websocket(url, fault, "json"),
     "WebSocket twilio": lambda url, fault: _websocket(url, fault, "twilio"),
     "bulk": _bulk,
