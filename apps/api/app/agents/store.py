@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 
 from app.agents.models import Agent, AgentSpec
 from app.errors import NotFoundError
+from app.redis_text import text
 
 AGENT_KEY = "sv:agent:"
 AGENT_IDS = "sv:agents"
@@ -61,9 +62,7 @@ class AgentStore:
 
     async def active(self) -> list[Agent]:
         """Every agent marked active, by id."""
-        ids = sorted(
-            m.decode() if isinstance(m, bytes) else m for m in await self._redis.smembers(AGENT_IDS)
-        )
+        ids = sorted(text(m) for m in await self._redis.smembers(AGENT_IDS))
         if not ids:
             return []
         values = await self._redis.mget([AGENT_KEY + i for i in ids])

@@ -35,6 +35,7 @@ from app.analytics.anomalies import (
 )
 from app.analytics.events import EventLog
 from app.config import AnalyticsSettings, MonitoringSettings
+from app.redis_text import text
 from app.tts.circuit import CircuitView
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class AlertSender:
 
     async def outbox(self) -> dict[str, OutboxEntry]:
         raw = await self._redis.hgetall(OUTBOX)
-        return {_str(key): OutboxEntry(**json.loads(value)) for key, value in raw.items()}
+        return {text(key): OutboxEntry(**json.loads(value)) for key, value in raw.items()}
 
     def backoff_s(self, attempts: int) -> float:
         return float(min(self._rules.retry_base_s * 2 ** (attempts - 1), self._rules.retry_max_s))
@@ -195,10 +196,6 @@ class AlertSender:
 
 def _key(alert: Mapping[str, Any]) -> str:
     return fingerprint(alert["labels"])
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def evaluate_and_alert(

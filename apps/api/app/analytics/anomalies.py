@@ -19,6 +19,7 @@ from redis.typing import EncodableT, FieldT
 
 from app.analytics.events import AnalyticsEvent, EventLog
 from app.config import AnalyticsSettings
+from app.redis_text import text
 from app.tts.circuit import ACCOUNT, CircuitState, CircuitView
 
 SERVICE = "seiketsu-voice"
@@ -291,7 +292,7 @@ class AnomalyStore:
 
     async def baselines(self) -> dict[str, float]:
         raw = await self._redis.hgetall(BASELINES)
-        return {_text(key): float(value) for key, value in raw.items()}
+        return {text(key): float(value) for key, value in raw.items()}
 
     async def save_baselines(self, baselines: Mapping[str, float]) -> None:
         if baselines:
@@ -339,10 +340,6 @@ class AnomalyStore:
                 anomaly.last_sent_at = now
                 pipe.hset(CURRENT, anomaly.fingerprint, anomaly.to_json())
             await pipe.execute()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def evaluate_window(

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from app.periodic import Periodic
+from app.redis_text import text
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class AnalyticsEvent:
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> "AnalyticsEvent":
-        raw = {_str(key): _str(value) for key, value in fields.items()}
+        raw = {text(key): text(value) for key, value in fields.items()}
         return cls(
             at=float(raw["at"]),
             surface=raw["surface"],
@@ -66,10 +67,6 @@ class AnalyticsEvent:
             fallback=raw["fallback"] == "1",
             error=raw["error"] or None,
         )
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _text(value: str | float | int | bool | None) -> str:

@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from app.auth.keys import hash_secret, parse_key
 from app.auth.scopes import Scope
 from app.auth.store import record_key
+from app.redis_text import text
 
 if TYPE_CHECKING:  # app.config imports app.auth.keys to check the bootstrap key
     from app.config import AuthSettings
@@ -200,14 +201,10 @@ class Verdict:
         return self.outcome is Outcome.OK
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _decision(reply: list[Any]) -> RateDecision:
     outcome, limit, remaining, reset_ms, retry_ms = reply[:5]
     return RateDecision(
-        outcome=Outcome(_text(outcome)),
+        outcome=Outcome(text(outcome)),
         limit=int(limit),
         remaining=int(remaining),
         reset_s=int(reset_ms) / 1000,
@@ -302,10 +299,10 @@ class Guard:
                 self.brake.window_ms,
             ],
         )
-        outcome = Outcome(_text(reply[0]))
+        outcome = Outcome(text(reply[0]))
         if outcome not in (Outcome.OK, Outcome.RATE_LIMITED, Outcome.WRONG_SCOPE):
             return Verdict(outcome=outcome, key_id=key_id, retry_after_s=int(reply[4]) / 1000)
-        scopes = frozenset(Scope(s) for s in _text(reply[5]).split(",") if s)
+        scopes = frozenset(Scope(s) for s in text(reply[5]).split(",") if s)
         cpm = int(reply[6])
         if outcome is Outcome.WRONG_SCOPE:
             return Verdict(outcome, key_id, scopes, characters_per_minute=cpm)

@@ -10,6 +10,7 @@ from app.auth.keys import format_key, hash_secret, is_key_id, new_key, new_secre
 from app.auth.models import CreatedKey, KeyInfo
 from app.auth.scopes import Scope, format_scopes
 from app.errors import AppError, NotFoundError, ValidationFailedError
+from app.redis_text import text
 
 KEY_RECORD = "sv:apikey:{id}"
 KEY_IDS = "sv:apikeys"
@@ -67,10 +68,6 @@ def record_key(key_id: str) -> str:
     return KEY_RECORD.format(id=key_id)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _optional_float(fields: Mapping[str, str], name: str) -> float | None:
     value = fields.get(name)
     return None if value is None else float(value)
@@ -82,7 +79,7 @@ def _optional_int(fields: Mapping[str, str], name: str) -> int | None:
 
 
 def _decoded(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
 
 
 def _info(fields: Mapping[str, str]) -> KeyInfo | None:
@@ -171,7 +168,7 @@ class KeyStore:
 
     async def list(self) -> list[KeyInfo]:
         """Every key, oldest first."""
-        ids = sorted(_text(m) for m in await self._redis.smembers(KEY_IDS))
+        ids = sorted(text(m) for m in await self._redis.smembers(KEY_IDS))
         if not ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from app.cache.audio_cache import CATALOG_INDEX, HITS_PREFIX
 from app.cache.keys import KEY_PREFIX
+from app.redis_text import text
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class MaintenanceReport:
 async def _batches(found: AsyncIterator[bytes | str]) -> AsyncIterator[list[str]]:
     batch: list[str] = []
     async for item in found:
-        batch.append(item.decode() if isinstance(item, bytes) else item)
+        batch.append(text(item))
         if len(batch) >= _BATCH:
             yield batch
             batch = []
@@ -100,9 +101,7 @@ async def _keep_within_budget(redis: Redis, budget: int, report: MaintenanceRepo
     if budget <= 0 or used <= budget:
         return
     excess = used - budget
-    catalog = {
-        m.decode() if isinstance(m, bytes) else m for m in await redis.smembers(CATALOG_INDEX)
-    }
+    catalog = {text(m) for m in await redis.smembers(CATALOG_INDEX)}
     candidates: list[tuple[int, str]] = []
     async for keys in _batches(redis.scan_iter(match=KEY_PREFIX + "*", count=_BATCH)):
         dynamic = [key for key in keys if key not in catalog]

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
+from app.redis_text import text
+
 LAST_RUNS = "sv:beat:last-run"  # hash: task name -> JSON of its last run
 RUNS = "sv:beat:runs:"  # list per task: its recent runs, newest first
 SLOT = "sv:beat:slot:"
@@ -41,7 +43,7 @@ async def record_run(redis: Redis, task: str, started: float, outcome: dict[str,
 
 async def last_runs(redis: Redis) -> dict[str, dict[str, Any]]:
     found = await redis.hgetall(LAST_RUNS)
-    return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in found.items()}
+    return {text(k): json.loads(v) for k, v in found.items()}
 
 
 async def recent_runs(redis: Redis, task: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 from app.errors import NotFoundError
+from app.redis_text import text
 from app.tts.models import SynthesizeRequest
 
 JOB_KEY = "sv:job:{job_id}"
@@ -123,10 +124,6 @@ class JobNotFoundError(NotFoundError):
         )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class JobStore:
     def __init__(self, redis: Redis, retention_s: int) -> None:
         self._redis = redis
@@ -177,7 +174,7 @@ class JobStore:
         raw = await self._redis.hgetall(JOB_KEY.format(job_id=job_id))
         if not raw:
             return None
-        values = {_text(k): _text(v) for k, v in raw.items()}
+        values = {text(k): text(v) for k, v in raw.items()}
         return JobRecord(
             job_id=job_id,
             kind=JobKind(values["kind"]),
@@ -223,7 +220,7 @@ class JobStore:
     async def results(self, job_id: str, indices: list[int] | None = None) -> dict[int, ItemResult]:
         key = RESULTS_KEY.format(job_id=job_id)
         if indices is None:
-            found = {int(_text(k)): v for k, v in (await self._redis.hgetall(key)).items()}
+            found = {int(text(k)): v for k, v in (await self._redis.hgetall(key)).items()}
         else:
             values = await self._redis.hmget(key, [str(i) for i in indices]) if indices else []
             found = {i: v for i, v in zip(indices, values, strict=True) if v is not None}
@@ -256,7 +253,7 @@ class JobStore:
         """Forget jobs past their retention (their keys expire; the index is trimmed here)."""
         cutoff = (time.time() if now is None else now) - self._retention_s
         found = await self._redis.zrangebyscore(JOB_IDS, "-inf", cutoff)
-        stale = [_text(j) for j in found if isinstance(j, bytes | str)]
+        stale = [text(j) for j in found if isinstance(j, bytes | str)]
         for job_id in stale:
             await self.drop(job_id)
         return len(stale)

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from app.observability import metrics
 from app.periodic import Periodic
+from app.redis_text import text
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class StreamWatch:
         found: list[dict[str, Any]] = []
         gone = []
         for raw_id, raw in reports.items():
-            process_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            process_id = text(raw_id)
             report = json.loads(raw)
             if process_id == self._process_id:
                 continue  # this process's own list is fresher in memory

@@ -14,7 +14,6 @@ Reads cost nothing on the request path: each process keeps a snapshot, refreshed
 limiter's refusals say nothing about a voice's health and are not counted.
 """
 
-import json
 import logging
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from redis.exceptions import RedisError
 from app.config import CircuitSettings
 from app.observability import metrics
 from app.periodic import Periodic
+from app.redis_text import text
 from app.tts.errors import (
     ProviderError,
     ProviderNotConfiguredError,
@@ -241,7 +241,7 @@ class Circuits:
     async def refresh(self) -> None:
         """Reload every circuit, export the states, and probe those due (one process each)."""
         try:
-            keys = sorted(_text(k) for k in await self._redis.smembers(CIRCUITS))
+            keys = sorted(text(k) for k in await self._redis.smembers(CIRCUITS))
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.hgetall(key)
@@ -297,10 +297,6 @@ class Circuits:
         await self._refresher.stop()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _float(record: dict[str, str], field: str) -> float | None:
     value = record.get(field)
     return float(value) if value else None
@@ -309,7 +305,7 @@ def _float(record: dict[str, str], field: str) -> float | None:
 def _view(key: str, raw: dict[Any, Any]) -> CircuitView | None:
     if not raw or not key.startswith(_PREFIX):
         return None
-    record = {_text(k): _text(v) for k, v in raw.items()}
+    record = {text(k): text(v) for k, v in raw.items()}
     provider, _, voice = key.removeprefix(_PREFIX).partition(":")
     return CircuitView(
         provider=provider,
@@ -322,8 +318,3 @@ def _view(key: str, raw: dict[Any, Any]) -> CircuitView | None:
         last_error=record.get("last_error"),
         last_error_at=_float(record, "last_error_at"),
     )
-
-
-def describe(views: list[CircuitView]) -> str:
-    """One line for logs and alerts: which circuits are not closed."""
-    return json.dumps([v.as_dict() for v in views if v.state is not CircuitState.CLOSED])
