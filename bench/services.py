@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import importlib.util
 import math
 import os
 import platform
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,6 +120,37 @@ def api_pid(api: ApiProcess) -> int:
     if process is None:
         raise RuntimeError("the API process is not started")
     return process.pid
+
+
+def open_descriptors(pid: int, peers: dict[int, str]) -> Counter[str]:
+    """A process's open descriptors by kind; TCP sockets by what they talk to.
+
+    `peers` names ports: a socket whose local or remote port is one of them is counted under
+    its name ("state Redis", "callers" for the process's own listening port, ...).
+    """
+    inodes: dict[str, tuple[int, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                inodes[fields[9]] = (local, remote)
+    kinds: Counter[str] = Counter()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed while we looked
+        if target.startswith("socket:["):
+            ports = inodes.get(target[8:-1])
+            if ports is None:
+                kinds["other socket"] += 1
+                continue
+            named = [peers[p] for p in ports if p in peers]
+            kinds[named[0] if named else f"TCP to port {ports[1]}"] += 1
+        else:
+            kinds[target.split(":", 1)[0] if ":" in target else "file"] += 1
+    return kinds
 
 
 def machine_lines() -> list[str]:

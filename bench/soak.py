@@ -15,10 +15,12 @@ Redis (both private redis-servers on free ports), and the fake ElevenLabs.
   cache Redis is killed and restarted 20 s later; at two thirds the worker is killed
   (SIGKILL) and restarted 10 s later.
 * Per minute: requests, errors by kind, silent answers (audio without sound, or no audio),
-  latency p95/p99. At the start (after warm-up) and at the end (traffic stopped, 15 s of
-  quiet): the API process's RSS, open file descriptors and asyncio tasks, from
-  /streaming/health/detailed. The start is taken after `--warm-up` seconds of the same
-  traffic, uncounted and without faults, so pools and caches have their working size.
+  latency p95/p99, and the API process's RSS. At the start (after warm-up) and at the end
+  (traffic stopped, 15 s of quiet): the API process's RSS, open file descriptors and asyncio
+  tasks, from /streaming/health/detailed. The start is taken after `--warm-up` seconds of
+  the same traffic, uncounted, going once through every upstream fault (no kills), so pools,
+  caches and the code of every path (fallbacks, tracebacks' source lines) have their working
+  size.
   Jobs: submitted and finished.
 
 Aims: no silent answer; memory at the end within 10 % of the start; descriptors and tasks
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import sys
@@ -59,7 +62,7 @@ import websockets
 from app.audio import codecs
 from app.audio.formats import OutputFormat, spec_of
 from app.ops import local_redis
-from bench.services import machine_lines
+from bench.services import api_pid, machine_lines, open_descriptors
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 from tests.processes import ApiProcess, api_env, worker
 
@@ -84,6 +87,7 @@ class Minute:
     errors: Counter[str] = field(default_factory=Counter)
     silent: int = 0
     latencies: list[float] = field(default_factory=list)
+    rss_mib: float | None = None  # the API process's, sampled during the minute
 
 
 @dataclass
@@ -178,7 +182,10 @@ async def bulk_job(http: httpx.AsyncClient, soak: Soak, n: int) -> None:
     status_url = accepted.json()["status_url"]
     for _ in range(120):
         await asyncio.sleep(2)
-        with_status = await http.get(status_url)
+        try:
+            with_status = await http.get(status_url)
+        except httpx.HTTPError:
+            continue  # the next poll asks again; the job is not the caller's to lose
         if with_status.status_code == 200 and with_status.json()["status"] == "completed":
             soak.jobs_finished += 1
             return
@@ -187,6 +194,16 @@ async def bulk_job(http: httpx.AsyncClient, soak: Soak, n: int) -> None:
 async def process_figures(http: httpx.AsyncClient) -> dict[str, int]:
     details = (await http.get(HEALTH, timeout=30)).json()["dependencies"]["process"]["details"]
     return {k: int(details[k]) for k in ("asyncio_tasks", "open_fds", "rss_bytes")}
+
+
+async def sample_memory(http: httpx.AsyncClient, soak: Soak) -> None:
+    """The API process's RSS in the middle of every minute: growth that levels off or not."""
+    await asyncio.sleep(30)
+    while True:
+        minute = soak.minute()
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            minute.rss_mib = (await process_figures(http))["rss_bytes"] / 2**20
+        await asyncio.sleep(60)
 
 
 @dataclass
@@ -198,12 +215,24 @@ class Parts:
     cache_dir: Path
     cache_port: int
     cache_process: Any
+    state_port: int
     worker: Any = None
 
+    def descriptors(self) -> Counter[str]:
+        peers = {
+            self.api.port: "callers (and the listening socket)",
+            self.state_port: "state Redis",
+            self.cache_port: "cache Redis",
+            int(self.fake.base_url.rsplit(":", 1)[1].split("/")[0]): "ElevenLabs (the fake)",
+        }
+        return open_descriptors(api_pid(self.api), peers)
 
-async def chaos(parts: Parts, soak: Soak, duration_s: float, every_s: float) -> None:
+
+async def chaos(
+    parts: Parts, soak: Soak, duration_s: float, every_s: float, kills: bool = True
+) -> None:
     """Cycles the fake's faults; kills the cache Redis at 1/3 and the worker at 2/3."""
-    cache_killed = worker_killed = False
+    cache_killed = worker_killed = not kills
     index = 0
     next_fault = time.monotonic()
     while (elapsed := time.monotonic() - soak.started) < duration_s:
@@ -241,26 +270,35 @@ async def traffic(parts: Parts, soak: Soak, args: argparse.Namespace) -> dict[st
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
         for text in CACHED:  # warm the cache
             await http.post(SYNTHESIZE, json={"text": text})
-        # The same traffic, uncounted, until the pools and caches have their working size.
+        # The same traffic, uncounted, through every fault once (no kills), until the pools,
+        # caches and lazily loaded code of every path have their working size.
         warm = Soak()
+        warm_faults = asyncio.create_task(
+            chaos(parts, warm, args.warm_up, args.warm_up / len(FAULT_CYCLE), kills=False)
+        )
         warming = await run_traffic(
             http, ws_url, warm, args.rate, args.warm_up, random.Random(3), tag="w"
         )
+        await warm_faults
         if warming:
             await asyncio.wait(warming, timeout=120)
         await asyncio.sleep(10)
         before = await process_figures(http)
+        before_fds = parts.descriptors()
         soak.started = time.monotonic()
         duration_s = args.minutes * 60
         chaos_task = asyncio.create_task(chaos(parts, soak, duration_s, args.fault_every))
+        sampler = asyncio.create_task(sample_memory(http, soak))
         tasks = await run_traffic(http, ws_url, soak, args.rate, duration_s, random.Random(7))
         await chaos_task
+        sampler.cancel()
         soak.note("traffic stopped")
         if tasks:
             await asyncio.wait(tasks, timeout=120)
         await asyncio.sleep(15)
         after = await process_figures(http)
-    return {"before": before, "after": after}
+        after_fds = parts.descriptors()
+    return {"before": before, "after": after, "fds": (before_fds, after_fds)}
 
 
 async def run_traffic(
@@ -309,8 +347,8 @@ def report(soak: Soak, figures: dict[str, Any], args: argparse.Namespace) -> Non
         f"every {args.fault_every:g} s"
     )
     print()
-    print("| minute | requests | errors | silent | p95 s | p99 s |")
-    print("|---:|---:|---|---:|---:|---:|")
+    print("| minute | requests | errors | silent | p95 s | p99 s | API RSS MiB |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     total = Minute()
     for index in sorted(soak.minutes):
         m = soak.minutes[index]
@@ -321,12 +359,13 @@ def report(soak: Soak, figures: dict[str, Any], args: argparse.Namespace) -> Non
         errors = ", ".join(f"{k} {v}" for k, v in m.errors.most_common()) or "0"
         print(
             f"| {index + 1} | {m.requests} | {errors} | {m.silent} "
-            f"| {_pct(m.latencies, 0.95)} | {_pct(m.latencies, 0.99)} |"
+            f"| {_pct(m.latencies, 0.95)} | {_pct(m.latencies, 0.99)} "
+            f"| {'—' if m.rss_mib is None else f'{m.rss_mib:.1f}'} |"
         )
     errors = ", ".join(f"{k} {v}" for k, v in total.errors.most_common()) or "0"
     print(
         f"| all | {total.requests} | {errors} | {total.silent} "
-        f"| {_pct(total.latencies, 0.95)} | {_pct(total.latencies, 0.99)} |"
+        f"| {_pct(total.latencies, 0.95)} | {_pct(total.latencies, 0.99)} | |"
     )
     print()
     before, after = figures["before"], figures["after"]
@@ -336,6 +375,9 @@ def report(soak: Soak, figures: dict[str, Any], args: argparse.Namespace) -> Non
     print(f"| RSS MiB | {before['rss_bytes'] / 2**20:.1f} | {after['rss_bytes'] / 2**20:.1f} |")
     print(f"| open file descriptors | {before['open_fds']} | {after['open_fds']} |")
     print(f"| asyncio tasks | {before['asyncio_tasks']} | {after['asyncio_tasks']} |")
+    before_fds, after_fds = figures["fds"]
+    for kind in sorted(set(before_fds) | set(after_fds)):
+        print(f"| descriptors: {kind} | {before_fds[kind]} | {after_fds[kind]} |")
     print()
     print(f"Bulk jobs: {soak.jobs_submitted} submitted, {soak.jobs_finished} finished.")
     print(f"Aim: no silent answer: {'met' if total.silent == 0 else 'NOT met'} ({total.silent}).")
@@ -365,7 +407,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=8.0, help="requests a second")
     parser.add_argument("--fault-every", type=float, default=30.0, help="seconds per fault")
     parser.add_argument(
-        "--warm-up", type=float, default=60.0, help="seconds of uncounted traffic first"
+        "--warm-up", type=float, default=120.0, help="seconds of uncounted traffic first"
     )
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.rate <= 0:
@@ -391,7 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             with ApiProcess(env, work) as api:
-                parts = Parts(api, fake, env, work, cache_dir, cache_port, cache_process)
+                parts = Parts(
+                    api, fake, env, work, cache_dir, cache_port, cache_process, state_port
+                )
                 parts.worker = worker(env, work).start().wait_ready()
                 try:
                     figures = asyncio.run(traffic(parts, soak, args))

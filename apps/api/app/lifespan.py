@@ -8,9 +8,14 @@ from typing import TypedDict
 from fastapi import FastAPI
 
 from app.config import Settings
+from app.ops import memory
 from app.services import Services, open_services
 from app.streaming.registry import SessionRegistry
 from app.streaming.stalls import StreamWatch
+
+
+# Two arenas: the event loop's thread and the audio threads share the rest of the heap.
+MALLOC_ARENAS = 2
 
 
 class State(TypedDict):
@@ -23,6 +28,9 @@ class State(TypedDict):
 def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        # Before open_services starts the offline engine's thread and the encoders' pool.
+        memory.limit_arenas(MALLOC_ARENAS)
+        trimmer = memory.MemoryTrimmer()
         async with open_services(settings) as services:
             sessions = SessionRegistry(services.redis)
             sessions.start()
@@ -30,6 +38,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 services.redis, sessions.process_id, settings.streaming.stall_after_s
             )
             streams.start()
+            trimmer.start()
             # What start-up loaded (language models, the app, schemas: ~90k objects) lives as
             # long as the process; left to the cyclic GC, each full collection walked all of
             # it, a ~30 ms stall that was the p99 of cache hits under load.
@@ -40,6 +49,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 )
             finally:
                 gc.unfreeze()
+                await trimmer.stop()
                 await streams.stop()
                 await sessions.stop()
 
