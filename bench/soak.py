@@ -18,9 +18,9 @@ Redis (both private redis-servers on free ports), and the fake ElevenLabs.
   latency p95/p99, and the API process's RSS. At the start (after warm-up) and at the end
   (traffic stopped, 15 s of quiet): the API process's RSS, open file descriptors and asyncio
   tasks, from /streaming/health/detailed. The start is taken after `--warm-up` seconds of
-  the same traffic, uncounted, going once through every upstream fault (no kills), so pools,
-  caches and the code of every path (fallbacks, tracebacks' source lines) have their working
-  size.
+  the same traffic, uncounted, going once through every upstream fault and a cache Redis
+  restart, so pools, caches and the code of every path (fallbacks, reconnections, tracebacks'
+  source lines) have their working size.
   Jobs: submitted and finished.
 
 Aims: no silent answer; memory at the end within 10 % of the start; descriptors and tasks
@@ -229,10 +229,11 @@ class Parts:
 
 
 async def chaos(
-    parts: Parts, soak: Soak, duration_s: float, every_s: float, kills: bool = True
+    parts: Parts, soak: Soak, duration_s: float, every_s: float, kill_worker: bool = True
 ) -> None:
     """Cycles the fake's faults; kills the cache Redis at 1/3 and the worker at 2/3."""
-    cache_killed = worker_killed = not kills
+    cache_killed = False
+    worker_killed = not kill_worker
     index = 0
     next_fault = time.monotonic()
     while (elapsed := time.monotonic() - soak.started) < duration_s:
@@ -270,11 +271,12 @@ async def traffic(parts: Parts, soak: Soak, args: argparse.Namespace) -> dict[st
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
         for text in CACHED:  # warm the cache
             await http.post(SYNTHESIZE, json={"text": text})
-        # The same traffic, uncounted, through every fault once (no kills), until the pools,
-        # caches and lazily loaded code of every path have their working size.
+        # The same traffic, uncounted, through every fault and a cache Redis restart, until
+        # the pools, caches and lazily loaded code of every path have their working size.
         warm = Soak()
+        every_s = args.warm_up / len(FAULT_CYCLE)
         warm_faults = asyncio.create_task(
-            chaos(parts, warm, args.warm_up, args.warm_up / len(FAULT_CYCLE), kills=False)
+            chaos(parts, warm, args.warm_up, every_s, kill_worker=False)
         )
         warming = await run_traffic(
             http, ws_url, warm, args.rate, args.warm_up, random.Random(3), tag="w"
