@@ -13,7 +13,8 @@ Redis (both private redis-servers on free ports), and the fake ElevenLabs.
 * Faults: the fake cycles every `--fault-every` seconds through none, 500, stall mid-stream,
   429 with Retry-After, a first byte later than the budget, none. At a third of the run the
   cache Redis is killed and restarted 20 s later; at two thirds the worker is killed
-  (SIGKILL) and restarted 10 s later.
+  (SIGKILL) and restarted 10 s later; the job it was running is handed on after the
+  visibility timeout, set to 60 s here (900 s by default) so that it finishes within the run.
 * Per minute: requests, errors by kind, silent answers (audio without sound, or no audio),
   latency p95/p99, and the API process's RSS. At the start (after warm-up) and at the end
   (traffic stopped, 15 s of quiet): the API process's RSS, open file descriptors and asyncio
@@ -79,6 +80,7 @@ FAULT_CYCLE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("slow first byte", {"ttfb_s": 3.0}),
 )
 AIM_RSS_GROWTH = 0.10
+JOB_TIME_LIMIT_S = 50
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Soak:
     events: list[str] = field(default_factory=list)
     jobs_submitted: int = 0
     jobs_finished: int = 0
+    # Jobs not (yet) completed: job id -> when submitted and the last status seen.
+    jobs_open: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
     def minute(self) -> Minute:
@@ -179,16 +183,26 @@ async def bulk_job(http: httpx.AsyncClient, soak: Soak, n: int) -> None:
         soak.minute().errors[f"bulk {accepted.status_code}"] += 1
         return
     soak.jobs_submitted += 1
-    status_url = accepted.json()["status_url"]
+    job = accepted.json()
+    submitted = f"submitted at {time.monotonic() - soak.started:.0f} s"
+    soak.jobs_open[job["job_id"]] = f"{submitted}, no status read yet"
     for _ in range(120):
         await asyncio.sleep(2)
         try:
-            with_status = await http.get(status_url)
+            with_status = await http.get(job["status_url"])
         except httpx.HTTPError:
             continue  # the next poll asks again; the job is not the caller's to lose
-        if with_status.status_code == 200 and with_status.json()["status"] == "completed":
+        if with_status.status_code != 200:
+            soak.jobs_open[job["job_id"]] = f"{submitted}, last poll {with_status.status_code}"
+            continue
+        status = with_status.json()
+        if status["status"] == "completed":
             soak.jobs_finished += 1
+            del soak.jobs_open[job["job_id"]]
             return
+        soak.jobs_open[job["job_id"]] = (
+            f"{submitted}, last seen {status['status']} {status['counts']} {status['notes']}"
+        )
 
 
 async def process_figures(http: httpx.AsyncClient) -> dict[str, int]:
@@ -382,6 +396,8 @@ def report(soak: Soak, figures: dict[str, Any], args: argparse.Namespace) -> Non
         print(f"| descriptors: {kind} | {before_fds[kind]} | {after_fds[kind]} |")
     print()
     print(f"Bulk jobs: {soak.jobs_submitted} submitted, {soak.jobs_finished} finished.")
+    for job_id, last in soak.jobs_open.items():
+        print(f"    not finished: {job_id}, {last}")
     print(f"Aim: no silent answer: {'met' if total.silent == 0 else 'NOT met'} ({total.silent}).")
     met = "met" if growth <= AIM_RSS_GROWTH else "NOT met"
     print(f"Aim: memory growth ≤ {AIM_RSS_GROWTH:.0%}: {met} ({growth:+.1%}).")
@@ -432,6 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ELEVEN_LABS_BASE_URL=fake.base_url,
             REDIS__URL=state_url,
             REDIS__CACHE_URL=f"redis://127.0.0.1:{cache_port}/0",
+            # The killed worker's job is handed on after the visibility timeout (900 s by
+            # default): short enough here that the run sees it finish, not merely survive.
+            JOBS__TASK_TIME_LIMIT_S=str(JOB_TIME_LIMIT_S),
+            JOBS__VISIBILITY_TIMEOUT_S=str(JOB_TIME_LIMIT_S + 10),
         )
         try:
             with ApiProcess(env, work) as api:

@@ -179,7 +179,6 @@ class JobsSettings(BaseModel):
     # A bulk item may wait this long for a slot and first audio before the offline engine.
     bulk_budget_s: float = Field(default=30.0, gt=0)
     # A task still running after this is cancelled and retried (its finished items kept).
-    # A task still running after this is cancelled and retried (its finished items kept).
     task_time_limit_s: int = Field(default=600, ge=2)
     # An unacknowledged task is handed to another worker after this: above the longest task.
     visibility_timeout_s: int = Field(default=900, ge=3)

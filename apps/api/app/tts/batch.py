@@ -50,10 +50,20 @@ async def synthesize_chunk(services: Services, job_id: str, chunk: int) -> dict[
         await jobs.record(job_id, index, result)
         metrics.JOB_ITEMS.labels(record.kind, _item_outcome(result)).inc()
 
-    async with asyncio.TaskGroup() as group:
-        for index, item in items.items():
-            group.create_task(run(index, item))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index, item in items.items():
+                group.create_task(run(index, item))
+    except ExceptionGroup as failures:
+        # Celery decides by the exception's type whether to retry (a Redis restart is
+        # transient): the task raises the first item's failure, not the group around it.
+        raise _first_of(failures) from failures
     return {"items": len(items)}
+
+
+def _first_of(failures: ExceptionGroup) -> Exception:
+    first = failures.exceptions[0]
+    return _first_of(first) if isinstance(first, ExceptionGroup) else first
 
 
 async def synthesize_item(services: Services, job_id: str, index: int, item: JobItem) -> ItemResult:
