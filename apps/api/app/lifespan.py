@@ -13,7 +13,7 @@ from app.services import Services, open_services
 from app.streaming.registry import SessionRegistry
 from app.streaming.stalls import StreamWatch
 
-# Two arenas: the event loop's thread and the audio threads share the rest of the heap.
+# The main arena and one that the audio threads share, rather than one per thread.
 MALLOC_ARENAS = 2
 
 
