@@ -237,7 +237,7 @@ class Parts:
             self.api.port: "callers (and the listening socket)",
             self.state_port: "state Redis",
             self.cache_port: "cache Redis",
-            int(self.fake.base_url.rsplit(":", 1)[1].split("/")[0]): "ElevenLabs (the fake)",
+            httpx.URL(self.fake.base_url).port or 80: "ElevenLabs (the fake)",
         }
         return open_descriptors(api_pid(self.api), peers)
 

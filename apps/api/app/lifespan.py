@@ -29,7 +29,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         # Before open_services starts the offline engine's thread and the encoders' pool.
         memory.limit_arenas(MALLOC_ARENAS)
-        trimmer = memory.MemoryTrimmer()
+        trimmer = memory.trimmer()
         async with open_services(settings) as services:
             sessions = SessionRegistry(services.redis)
             sessions.start()

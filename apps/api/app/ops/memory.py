@@ -14,12 +14,9 @@ free pages inside every arena back to the kernel. Elsewhere (musl, macOS) both a
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 from functools import cache
 
 from app.periodic import Periodic
-
-logger = logging.getLogger(__name__)
 
 _M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 TRIM_EVERY_S = 30.0
@@ -50,21 +47,10 @@ def trim() -> bool:
     return libc is not None and libc.malloc_trim(0) == 1
 
 
-class MemoryTrimmer:
-    """`trim` every TRIM_EVERY_S seconds, off the event loop (it walks every arena)."""
+def trimmer(every_s: float = TRIM_EVERY_S) -> Periodic:
+    """`trim` every `every_s` seconds, off the event loop (it walks every arena)."""
 
-    def __init__(self, every_s: float = TRIM_EVERY_S) -> None:
-        self._periodic = Periodic("malloc-trim", self._trim, every_s)
-
-    def start(self) -> None:
-        if _glibc() is None:
-            logger.info("not glibc: resident memory is left to the allocator")
-            return
-        self._periodic.start()
-
-    async def stop(self) -> None:
-        if _glibc() is not None:
-            await self._periodic.stop()
-
-    async def _trim(self) -> None:
+    async def tick() -> None:
         await asyncio.to_thread(trim)
+
+    return Periodic("malloc-trim", tick, every_s)
