@@ -81,3 +81,34 @@ async def test_the_stream_is_capped_and_a_window_reads_only_its_own_time(
 
     assert await redis_client.xlen(EVENTS) < 300
     assert len(await log.read(later)) == 1
+
+
+async def test_an_event_is_one_field_and_those_written_field_by_field_are_still_read(
+    redis_client: aioredis.Redis,
+) -> None:
+    log = EventLog(redis_client)
+    since = time.time() - 5
+    log.record(_event(agent="a1", quality=None))
+    await log.flush()
+    # As events were written before they were packed: one stream field per event field.
+    legacy = {
+        "at": str(time.time()), "surface": "ws", "outcome": "ok", "agent": "", "persona": "casual",
+        "language": "zh", "provider": "elevenlabs", "cache": "miss", "latency_ms": "12.5",
+        "first_audio_ms": "", "characters_billed": "7", "characters_saved": "0",
+        "quality": "0.8", "fallback": "1", "error": "",
+    }  # fmt: skip
+    await redis_client.xadd(EVENTS, legacy)  # type: ignore[arg-type]
+
+    entries = await redis_client.xrange(EVENTS) or []
+    stored = entries[0][1] or {}
+    packed, legacy_read = await log.read(since)
+
+    assert list(stored) == [b"e"]
+    assert packed == _event(agent="a1", quality=None, at=packed.at)
+    assert (legacy_read.surface, legacy_read.language, legacy_read.agent) == ("ws", "zh", None)
+    assert (legacy_read.first_audio_ms, legacy_read.fallback, legacy_read.quality) == (
+        None,
+        True,
+        0.8,
+    )
+    assert legacy_read.characters_billed == 7
