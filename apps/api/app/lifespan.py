@@ -30,7 +30,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
         # Before open_services starts the offline engine's thread and the encoders' pool.
         memory.limit_arenas(MALLOC_ARENAS)
         trimmer = memory.trimmer()
-        async with open_services(settings) as services:
+        async with open_services(settings, watch_loop=True) as services:
             sessions = SessionRegistry(services.redis)
             sessions.start()
             streams = StreamWatch(

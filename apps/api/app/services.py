@@ -29,6 +29,7 @@ from app.jobs.store import JobAudio, JobStore
 from app.jobs.submission import JobSubmitter
 from app.limits.upstream import UpstreamLimiter
 from app.notifications import Notifier
+from app.ops.loop_lag import LoopLag
 from app.tts.circuit import Circuits
 from app.tts.errors import OfflineEngineError
 from app.tts.fallback import ProviderChain, RetryPolicy
@@ -52,6 +53,7 @@ class Services:
     cache: AudioCache
     limiter: UpstreamLimiter
     circuits: Circuits
+    loop_lag: LoopLag | None
     access: Access
     rollups: Rollups
     events: EventLog
@@ -106,12 +108,14 @@ async def _start(espeak: EspeakEngine) -> None:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, celery: Celery | None = None
+    settings: Settings, celery: Celery | None = None, *, watch_loop: bool = False
 ) -> AsyncIterator[Services]:
     """Build and start every service; stop and close them all on the way out.
 
     `celery` is the app jobs are published through (the worker passes its own; the API
-    builds one from its settings).
+    builds one from its settings). `watch_loop` measures the loop's lag, for a process whose
+    loop runs all the time (the API): a worker's runs only while a task does, and the idle
+    time between two tasks would look like lag.
     """
     http_client = build_http_client(settings)
     redis = redis_client(settings.redis.url, settings)
@@ -131,7 +135,8 @@ async def open_services(
         http_client, settings.elevenlabs.base_url, settings.elevenlabs.key
     )
     detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), _start(espeak))
-    circuits = Circuits(redis, settings.circuit)
+    loop_lag = LoopLag() if watch_loop else None
+    circuits = Circuits(redis, settings.circuit, loop_lag)
     chain = ProviderChain(
         upstream=upstream,
         offline=EspeakProvider(espeak),
@@ -160,6 +165,7 @@ async def open_services(
         cache=cache,
         limiter=limiter,
         circuits=circuits,
+        loop_lag=loop_lag,
         access=Access(redis, settings.auth, state_events),
         rollups=rollups,
         events=events,
@@ -179,6 +185,8 @@ async def open_services(
             record=settings.analytics.record_requests,
         ),
     )
+    if loop_lag is not None:
+        loop_lag.start()
     cache.start()
     rollups.start()
     events.start()
@@ -196,6 +204,8 @@ async def open_services(
         await cache.stop()
         await circuits.stop()
         await limiter.stop()
+        if loop_lag is not None:
+            await loop_lag.stop()
         for notifier in notifiers:
             await notifier.stop()
         await http_client.aclose()

@@ -213,8 +213,8 @@ async def _stalled_streams(streams: StreamWatch) -> Dependency:
     return Dependency(status="ok", latency_ms=_ms(started), details=details)
 
 
-def _process() -> Dependency:
-    """This process: what a leak would show first (tasks, open files, memory)."""
+def _process(services: Services) -> Dependency:
+    """This process: what a leak would show first (tasks, open files, memory), and overload."""
     fds = Path("/proc/self/fd")
     status = Path("/proc/self/status")
     rss_kb = (
@@ -229,13 +229,21 @@ def _process() -> Dependency:
         if status.exists()
         else None
     )
+    circuit = services.settings.circuit
+    loop_lag = services.loop_lag
+    lag_ms = loop_lag.worst(circuit.lag_window_s) * 1000 if loop_lag is not None else 0.0
+    overloaded = lag_ms >= circuit.excusing_lag_ms
     return Dependency(
-        status="ok",
+        status="degraded" if overloaded else "ok",
+        error=f"the event loop lags by {lag_ms:.0f} ms: this process is overloaded"
+        if overloaded
+        else None,
         details={
             "pid": os.getpid(),
             "asyncio_tasks": len(asyncio.all_tasks()),
             "open_fds": len(list(fds.iterdir())) if fds.exists() else None,
             "rss_bytes": rss_kb * 1024 if rss_kb is not None else None,
+            "event_loop_lag_ms": round(lag_ms, 1),
         },
     )
 
@@ -265,7 +273,7 @@ async def get_detailed_health(
     dependencies = dict(zip((*names, "limiter", "stalled_streams"), checks, strict=True))
     if cache_is_state:
         dependencies["cache_redis"].details["same_server_as_state"] = True
-    dependencies["process"] = _process()
+    dependencies["process"] = _process(services)
     dependencies["websocket_sessions"] = Dependency(
         status="ok",
         details={"this_process": sessions.local, "all_processes": await sessions.global_count()},

@@ -144,6 +144,17 @@ CIRCUIT_STATE = Gauge(
     ["provider", "voice"],
     multiprocess_mode="livemax",
 )
+# livemax: the most overloaded process is the one whose callers hear it.
+EVENT_LOOP_LAG = Gauge(
+    "seiketsu_voice_event_loop_lag_seconds",
+    "How late the event loop last ran a timer (local overload delays every await by this).",
+    multiprocess_mode="livemax",
+)
+EXCUSED_FAILURES = Counter(
+    "seiketsu_voice_circuit_excused_failures",
+    "Upstream timeouts not counted against a circuit: this process's event loop was lagging.",
+    ["provider"],
+)
 STALLED_STREAMS = Gauge(
     "seiketsu_voice_stalled_streams",
     "Streams owing audio that moved none for streaming.stall_after_s.",
@@ -174,6 +185,8 @@ _METRICS: tuple[MetricWrapperBase, ...] = (
     FALLBACK_ACTIVATIONS,
     QUALITY_SCORE,
     WEBSOCKET_SESSIONS,
+    EVENT_LOOP_LAG,
+    EXCUSED_FAILURES,
     JOB_ITEMS,
     JOBS_SUBMITTED,
 )
