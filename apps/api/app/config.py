@@ -158,6 +158,12 @@ class StreamingSettings(BaseModel):
     messages_per_second: float = Field(default=50.0, gt=0)
     # A stream owing audio that moved none for this long is listed as stalled in health.
     stall_after_s: float = Field(default=30.0, gt=0)
+    # With a value, a new session is refused (HTTP 503 on the handshake) while this process's
+    # event loop has lagged this much within the last overload_window_s: admitting it would
+    # make every call on the process later still. Off by default: with one instance, a
+    # refused call is a dropped call; behind a balancer that retries elsewhere, set it (250).
+    refuse_sessions_above_lag_ms: int | None = Field(default=None, ge=1)
+    overload_window_s: float = Field(default=2.0, gt=0)
 
 
 class JobsSettings(BaseModel):

@@ -62,6 +62,12 @@ class ServiceUnavailableError(AppError):
     code = "service_unavailable"
 
 
+class OverloadedError(ServiceUnavailableError):
+    """This process cannot take more work now without failing what it already has."""
+
+    code = "overloaded"
+
+
 def request_id_of(request: HTTPConnection) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return value if isinstance(value, str) else None

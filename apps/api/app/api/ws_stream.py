@@ -18,7 +18,9 @@ from app.deps import (
     StreamWatchDep,
     SynthesizerDep,
 )
-from app.errors import AppError, error_body, request_id_of
+from app.errors import AppError, OverloadedError, error_body, request_id_of
+from app.observability import metrics
+from app.services import Services
 from app.streaming import protocol
 from app.streaming.session import Session, Throttle
 
@@ -40,6 +42,7 @@ async def stream_session(
 ) -> None:
     try:
         caller = await services.access.admit(websocket, Scope.STREAM, allow_query=True)
+        _refuse_if_overloaded(services, settings.streaming, registry.local)
     except AppError as exc:
         # Refused on the handshake itself, with the status and JSON body an HTTP route gives.
         body = error_body(exc.code, exc.message, request_id_of(websocket), exc.details)
@@ -86,6 +89,23 @@ async def stream_session(
         await asyncio.gather(receiving, ended, return_exceptions=True)
         await session.close()
         registry.closed()
+
+
+def _refuse_if_overloaded(services: Services, limits: StreamingSettings, open_here: int) -> None:
+    """Raises OverloadedError while the loop lags: the caller is better served elsewhere."""
+    loop_lag, threshold_ms = services.loop_lag, limits.refuse_sessions_above_lag_ms
+    if loop_lag is None or threshold_ms is None:
+        return
+    lag_ms = loop_lag.worst(limits.overload_window_s) * 1000
+    if lag_ms < threshold_ms:
+        return
+    metrics.WEBSOCKET_SESSIONS_REFUSED.inc()
+    raise OverloadedError(
+        "This process is overloaded and cannot take another session without making the "
+        "calls it has late; try again, or another instance.",
+        details={"event_loop_lag_ms": round(lag_ms), "sessions_here": open_here},
+        headers={"Retry-After": "1"},
+    )
 
 
 def _throttle(access: Access, websocket: WebSocket, caller: Caller) -> Throttle:

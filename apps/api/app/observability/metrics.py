@@ -132,6 +132,10 @@ QUALITY_SCORE = Histogram(
     ["provider"],
     buckets=_QUALITY_BUCKETS,
 )
+WEBSOCKET_SESSIONS_REFUSED = Counter(
+    "seiketsu_voice_websocket_sessions_refused",
+    "WebSocket sessions refused on the handshake because the process was overloaded.",
+)
 WEBSOCKET_SESSIONS = Gauge(
     "seiketsu_voice_websocket_sessions",
     "WebSocket sessions open.",
@@ -185,6 +189,7 @@ _METRICS: tuple[MetricWrapperBase, ...] = (
     FALLBACK_ACTIVATIONS,
     QUALITY_SCORE,
     WEBSOCKET_SESSIONS,
+    WEBSOCKET_SESSIONS_REFUSED,
     EVENT_LOOP_LAG,
     EXCUSED_FAILURES,
     JOB_ITEMS,
