@@ -190,6 +190,9 @@ class JobsSettings(BaseModel):
     bulk_budget_s: float = Field(default=30.0, gt=0)
     # A task still running after this is cancelled and retried (its finished items kept).
     task_time_limit_s: int = Field(default=600, ge=2)
+    # Retries of a bulk chunk cut short or hit by a Redis restart; past them, its open items
+    # fail (`chunk_failed`) and the job completes.
+    chunk_max_retries: int = Field(default=10, ge=0)
     # An unacknowledged task is handed to another worker after this: above the longest task.
     visibility_timeout_s: int = Field(default=900, ge=3)
     # A crashed beat's lock passes to another beat process after this.

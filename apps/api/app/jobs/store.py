@@ -6,18 +6,21 @@ result is idempotent: a chunk redone after a worker died counts each item once.
 """
 
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.asyncio import Redis
 
 from app.errors import NotFoundError
 from app.redis_text import text
 from app.tts.models import SynthesizeRequest
+
+logger = logging.getLogger(__name__)
 
 JOB_KEY = "sv:job:{job_id}"
 ITEMS_KEY = "sv:job:{job_id}:items"
@@ -208,14 +211,19 @@ class JobStore:
         )
 
     async def items(self, job_id: str, indices: list[int]) -> dict[int, JobItem]:
+        """The items at `indices`; one that is gone or cannot be read is left out."""
         if not indices:
             return {}
         values = await self._redis.hmget(ITEMS_KEY.format(job_id=job_id), [str(i) for i in indices])
-        return {
-            index: JobItem.model_validate_json(value)
-            for index, value in zip(indices, values, strict=True)
-            if value is not None
-        }
+        found: dict[int, JobItem] = {}
+        for index, value in zip(indices, values, strict=True):
+            if value is None:
+                continue
+            try:
+                found[index] = JobItem.model_validate_json(value)
+            except ValidationError:
+                logger.warning("job %s item %d is damaged: left out", job_id, index)
+        return found
 
     async def results(self, job_id: str, indices: list[int] | None = None) -> dict[int, ItemResult]:
         key = RESULTS_KEY.format(job_id=job_id)

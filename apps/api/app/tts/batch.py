@@ -25,6 +25,11 @@ from app.tts.service import CacheOutcome, SynthesisResult
 
 logger = logging.getLogger(__name__)
 
+UNREADABLE_ITEM = ItemResult(
+    status=ItemState.FAILED,
+    error={"code": "item_unreadable", "message": "The item's stored request cannot be read."},
+)
+
 
 async def synthesize_chunk(services: Services, job_id: str, chunk: int) -> dict[str, int]:
     """Synthesize chunk `chunk` of job `job_id`; returns how many items it did now."""
@@ -42,6 +47,10 @@ async def synthesize_chunk(services: Services, job_id: str, chunk: int) -> dict[
         return {"items": 0, "already_done": len(indices)}
     await jobs.mark_running(job_id)
     items = await jobs.items(job_id, todo)
+    for index in todo:
+        if index not in items:  # damaged (or gone with the job): nothing to say
+            await jobs.record(job_id, index, UNREADABLE_ITEM)
+            metrics.JOB_ITEMS.labels(record.kind, "failed").inc()
     gate = asyncio.Semaphore(services.settings.jobs.item_concurrency)
 
     async def run(index: int, item: JobItem) -> None:
@@ -59,6 +68,29 @@ async def synthesize_chunk(services: Services, job_id: str, chunk: int) -> dict[
         # transient): the task raises the first item's failure, not the group around it.
         raise _first_of(failures) from failures
     return {"items": len(items)}
+
+
+async def fail_unfinished(
+    services: Services, job_id: str, chunk: int, code: str, message: str
+) -> int:
+    """Record every item of the chunk still without an outcome as failed; how many were.
+
+    For a chunk task that failed for good: otherwise its items stay queued, and the job
+    `running`, until the job expires.
+    """
+    jobs = services.jobs
+    record = await jobs.get(job_id)
+    if record is None:
+        return 0
+    indices = list(record.chunk_indices(chunk))
+    finished = await jobs.results(job_id, indices)
+    result = ItemResult(status=ItemState.FAILED, error={"code": code, "message": message})
+    failed = 0
+    for index in indices:
+        if index not in finished and await jobs.record(job_id, index, result):
+            failed += 1
+            metrics.JOB_ITEMS.labels(record.kind, "failed").inc()
+    return failed
 
 
 def _first_of(failures: ExceptionGroup) -> Exception:

@@ -1,8 +1,12 @@
-"""Worker faults: a worker killed mid-job, a chunk past its time limit (own workers each)."""
+"""Worker faults: a worker killed mid-job, a chunk past its time limit, a chunk that cannot
+run at all (own workers each)."""
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
+from app.jobs.store import ITEMS_KEY, RESULTS_KEY
+from app.jobs.tasks import CHUNK_FAILED
 from tests.fakes.elevenlabs_server import FakeElevenLabs
 from tests.jobs.conftest import WorkerFactory
 from tests.jobs.polling import job_status, wait_for_job
@@ -59,3 +63,41 @@ async def test_a_chunk_past_its_time_limit_is_retried_and_keeps_what_it_finished
     log = process.log()
     assert "Retry in" in log
     assert "TaskDeadlineError" in log
+
+
+async def test_a_damaged_item_fails_alone_and_the_job_completes(
+    jobs_client: httpx.AsyncClient, start_worker: WorkerFactory, redis_client: aioredis.Redis
+) -> None:
+    items = [{"text": listing(i), "output_format": "pcm_16000"} for i in range(4)]
+    accepted = await jobs_client.post(BULK, json={"items": items, "background": True})
+    job_id = accepted.json()["job_id"]
+    # Damaged before any worker reads it.
+    await redis_client.hset(ITEMS_KEY.format(job_id=job_id), "2", "{not an item")
+    start_worker()
+
+    status = await wait_for_job(jobs_client, job_id, timeout_s=60)
+
+    assert (status["counts"]["done"], status["counts"]["failed"]) == (3, 1)
+    assert [i["index"] for i in status["items"]] == [0, 1, 3]  # the damaged one is not shown
+    assert all(i["status"] == "done" for i in status["items"])
+    results = await redis_client.hget(RESULTS_KEY.format(job_id=job_id), "2")
+    assert results is not None
+    assert b"item_unreadable" in results
+
+
+async def test_a_chunk_out_of_retries_fails_its_open_items_and_the_job_completes(
+    jobs_client: httpx.AsyncClient, start_worker: WorkerFactory, elevenlabs: FakeElevenLabs
+) -> None:
+    # Every try is cut at the 2 s limit (the first byte takes 5 s); one retry, then no more.
+    elevenlabs.behavior.ttfb_s = 5.0
+    process = start_worker(JOBS__TASK_TIME_LIMIT_S="2", JOBS__CHUNK_MAX_RETRIES="1")
+    items = [{"text": listing(i), "output_format": "pcm_16000"} for i in range(3)]
+    accepted = await jobs_client.post(BULK, json={"items": items, "background": True})
+
+    status = await wait_for_job(jobs_client, accepted.json()["job_id"], timeout_s=60)
+
+    assert status["status"] == "completed"
+    assert (status["counts"]["done"], status["counts"]["failed"]) == (0, 3)
+    assert {i["error"]["code"] for i in status["items"]} == {CHUNK_FAILED}
+    assert "TaskDeadlineError" in status["items"][0]["error"]["message"]
+    assert "failed for good" in process.log()
