@@ -139,10 +139,6 @@ class CircuitSettings(BaseModel):
     max_open_s: float = Field(default=300.0, gt=0)
     # How often each process reloads the shared circuits (and probes those due).
     refresh_s: float = Field(default=1.0, gt=0)
-    # An upstream timeout while this process's event loop lagged this much within the last
-    # lag_window_s is this process's overload, not the voice's: it does not count.
-    excusing_lag_ms: int = Field(default=100, ge=1)
-    lag_window_s: float = Field(default=5.0, gt=0)
 
 
 class StreamingSettings(BaseModel):

@@ -136,7 +136,7 @@ async def open_services(
     )
     detector, _ = await asyncio.gather(asyncio.to_thread(shared_detector), _start(espeak))
     loop_lag = LoopLag() if watch_loop else None
-    circuits = Circuits(redis, settings.circuit, loop_lag)
+    circuits = Circuits(redis, settings.circuit)
     chain = ProviderChain(
         upstream=upstream,
         offline=EspeakProvider(espeak),

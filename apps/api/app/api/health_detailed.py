@@ -29,6 +29,9 @@ from app.tts.models import Language
 from app.tts.personas import PROFILES
 from app.tts.warm_up import last_probe, probe_upstream
 
+# A loop this late is heard: callers get gaps, upstream's first bytes miss their budget.
+OVERLOADED_LAG_MS = 250
+
 router = APIRouter(prefix="/streaming", tags=["health"])
 
 # A live upstream probe younger than this (from any process) is reused, not repeated.
@@ -229,10 +232,10 @@ def _process(services: Services) -> Dependency:
         if status.exists()
         else None
     )
-    circuit = services.settings.circuit
+    streaming = services.settings.streaming
     loop_lag = services.loop_lag
-    lag_ms = loop_lag.worst(circuit.lag_window_s) * 1000 if loop_lag is not None else 0.0
-    overloaded = lag_ms >= circuit.excusing_lag_ms
+    lag_ms = loop_lag.worst(streaming.overload_window_s) * 1000 if loop_lag is not None else 0.0
+    overloaded = lag_ms >= OVERLOADED_LAG_MS
     return Dependency(
         status="degraded" if overloaded else "ok",
         error=f"the event loop lags by {lag_ms:.0f} ms: this process is overloaded"

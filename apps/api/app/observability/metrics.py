@@ -154,11 +154,6 @@ EVENT_LOOP_LAG = Gauge(
     "How late the event loop last ran a timer (local overload delays every await by this).",
     multiprocess_mode="livemax",
 )
-EXCUSED_FAILURES = Counter(
-    "seiketsu_voice_circuit_excused_failures",
-    "Upstream timeouts not counted against a circuit: this process's event loop was lagging.",
-    ["provider"],
-)
 STALLED_STREAMS = Gauge(
     "seiketsu_voice_stalled_streams",
     "Streams owing audio that moved none for streaming.stall_after_s.",
@@ -191,7 +186,6 @@ _METRICS: tuple[MetricWrapperBase, ...] = (
     WEBSOCKET_SESSIONS,
     WEBSOCKET_SESSIONS_REFUSED,
     EVENT_LOOP_LAG,
-    EXCUSED_FAILURES,
     JOB_ITEMS,
     JOBS_SUBMITTED,
 )

@@ -1,9 +1,9 @@
 """How late this process's event loop runs its callbacks: the measure of local overload.
 
 A ticker asks to be woken every `every_s`; how much later than asked it wakes is the lag.
-When the loop lags, every await in the process resumes late by as much, upstream's first
-byte included: a timeout then says that this process is overloaded, not that the provider is
-slow, and the circuit breakers must not open on it (see app.tts.circuit).
+When the loop lags, every await in the process resumes late by as much: callers hear gaps,
+and upstream's first bytes look late. Health shows it, and the WebSocket route can refuse new
+sessions on it (STREAMING__REFUSE_SESSIONS_ABOVE_LAG_MS).
 """
 
 import asyncio

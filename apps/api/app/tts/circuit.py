@@ -11,10 +11,7 @@ to `max_open_s`).
 
 Reads cost nothing on the request path: each process keeps a snapshot, refreshed every
 `refresh_s` and updated at once by its own transitions. Rate limiting (429) and our own
-limiter's refusals say nothing about a voice's health and are not counted. Nor are timeouts
-while this process's event loop lags: an overloaded process resumes every await late, so
-upstream's answers look late too, and opening the circuit then would hand every caller to the
-offline engine, which needs more of the CPU that is already short.
+limiter's refusals say nothing about a voice's health and are not counted.
 """
 
 import logging
@@ -31,7 +28,6 @@ from redis.exceptions import RedisError
 
 from app.config import CircuitSettings
 from app.observability import metrics
-from app.ops.loop_lag import LoopLag
 from app.periodic import Periodic
 from app.redis_text import text
 from app.tts.errors import (
@@ -41,7 +37,6 @@ from app.tts.errors import (
     UpstreamBusyError,
     UpstreamQuotaExceededError,
     UpstreamRateLimitedError,
-    UpstreamTimeoutError,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,7 +45,6 @@ CIRCUITS = "sv:circuits"  # set of circuit keys
 ACCOUNT = "*"  # the voice of a provider's account-wide circuit
 _PREFIX = "sv:circuit:"
 _PROBE_LEASE_S = 30.0
-_EXCUSE_WARNING_EVERY_S = 10.0
 
 # KEYS: circuit, set; ARGV: now, threshold, open_s, code, message, force_open.
 # Returns 1 when this failure opened the circuit.
@@ -166,14 +160,9 @@ Probe = Callable[[str, str], Awaitable[None]]
 
 
 class Circuits:
-    def __init__(
-        self, redis: Redis, settings: CircuitSettings, loop_lag: LoopLag | None = None
-    ) -> None:
+    def __init__(self, redis: Redis, settings: CircuitSettings) -> None:
         self._redis = redis
         self._settings = settings
-        self._loop_lag = loop_lag
-        self._excused_since_warning = 0
-        self._excuse_warned_at = 0.0
         self._failed = redis.register_script(_FAILED)
         self._succeeded = redis.register_script(_SUCCEEDED)
         self._claim = redis.register_script(_CLAIM_PROBE)
@@ -194,7 +183,7 @@ class Circuits:
         return True
 
     async def failed(self, provider: str, voice: str, exc: ProviderError) -> None:
-        if not counts(exc) or self._excused(provider, exc):
+        if not counts(exc):
             return
         if exc.account_wide:
             voice = ACCOUNT
@@ -232,27 +221,6 @@ class Circuits:
                 if await self._succeeded(keys=[key], args=[now]):
                     logger.warning("circuit %s closed: the voice speaks again", key)
                 await self._reload(key)
-
-    def _excused(self, provider: str, exc: ProviderError) -> bool:
-        """A timeout while this process's loop lags: this process's fault, not the voice's."""
-        if self._loop_lag is None or not isinstance(exc, UpstreamTimeoutError):
-            return False
-        lag_s = self._loop_lag.worst(self._settings.lag_window_s)
-        if lag_s * 1000 < self._settings.excusing_lag_ms:
-            return False
-        metrics.EXCUSED_FAILURES.labels(provider).inc()
-        self._excused_since_warning += 1
-        now = time.monotonic()
-        if now - self._excuse_warned_at >= _EXCUSE_WARNING_EVERY_S:
-            logger.warning(
-                "%d %s timeout(s) not counted against circuits: the event loop lags "
-                "(%.0f ms); this process is overloaded",
-                self._excused_since_warning,
-                provider,
-                lag_s * 1000,
-            )
-            self._excused_since_warning, self._excuse_warned_at = 0, now
-        return True
 
     def _rate_exceeded(self, key: str, now: float, ok: bool) -> bool:
         """This process's failure rate over the window, with the newest outcome added."""

@@ -1,6 +1,7 @@
 """GET /streaming/health/detailed without workers or beat, with upstream faults, Redis away."""
 
 import shutil
+import time
 from pathlib import Path
 
 import espeakng_loader
@@ -37,6 +38,18 @@ async def test_without_workers_or_beat_the_service_speaks_but_says_degraded(
     assert deps["process"]["details"]["asyncio_tasks"] > 0
     assert deps["process"]["details"]["open_fds"] > 0
     assert deps["process"]["details"]["rss_bytes"] > 10_000_000
+    assert deps["process"]["details"]["event_loop_lag_ms"] < 250
+
+
+async def test_a_lagging_event_loop_makes_the_process_degraded_with_the_lag(
+    client: httpx.AsyncClient,
+) -> None:
+    time.sleep(0.4)  # noqa: ASYNC251 -- holds the app's loop, as a CPU-bound burst would
+    held = (await client.get(URL)).json()["dependencies"]["process"]
+
+    assert held["status"] == "degraded"
+    assert held["details"]["event_loop_lag_ms"] >= 300
+    assert "overloaded" in held["error"]
 
 
 async def test_an_upstream_with_a_bad_key_is_down_while_the_service_still_speaks(
