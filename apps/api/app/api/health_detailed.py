@@ -21,6 +21,7 @@ from app.deps import ServicesDep, SessionRegistryDep, StreamWatchDep
 from app.jobs.celery_config import CACHE_MAINTAIN, EVALUATE, WARM_UP
 from app.jobs.heartbeat import BEAT_EVERY_S, worker_beats
 from app.jobs.schedule_runs import last_runs
+from app.ops.loop_lag import lag_ms
 from app.services import Services
 from app.streaming.stalls import StreamWatch
 from app.tts.circuit import ACCOUNT, CircuitState
@@ -232,13 +233,11 @@ def _process(services: Services) -> Dependency:
         if status.exists()
         else None
     )
-    streaming = services.settings.streaming
-    loop_lag = services.loop_lag
-    lag_ms = loop_lag.worst(streaming.overload_window_s) * 1000 if loop_lag is not None else 0.0
-    overloaded = lag_ms >= OVERLOADED_LAG_MS
+    lag = lag_ms(services.loop_lag, services.settings.streaming.overload_window_s)
+    overloaded = lag >= OVERLOADED_LAG_MS
     return Dependency(
         status="degraded" if overloaded else "ok",
-        error=f"the event loop lags by {lag_ms:.0f} ms: this process is overloaded"
+        error=f"the event loop lags by {lag:.0f} ms: this process is overloaded"
         if overloaded
         else None,
         details={
@@ -246,7 +245,7 @@ def _process(services: Services) -> Dependency:
             "asyncio_tasks": len(asyncio.all_tasks()),
             "open_fds": len(list(fds.iterdir())) if fds.exists() else None,
             "rss_bytes": rss_kb * 1024 if rss_kb is not None else None,
-            "event_loop_lag_ms": round(lag_ms, 1),
+            "event_loop_lag_ms": round(lag, 1),
         },
     )
 

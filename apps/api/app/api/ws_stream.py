@@ -20,6 +20,7 @@ from app.deps import (
 )
 from app.errors import AppError, OverloadedError, error_body, request_id_of
 from app.observability import metrics
+from app.ops.loop_lag import lag_ms
 from app.services import Services
 from app.streaming import protocol
 from app.streaming.session import Session, Throttle
@@ -93,17 +94,17 @@ async def stream_session(
 
 def _refuse_if_overloaded(services: Services, limits: StreamingSettings, open_here: int) -> None:
     """Raises OverloadedError while the loop lags: the caller is better served elsewhere."""
-    loop_lag, threshold_ms = services.loop_lag, limits.refuse_sessions_above_lag_ms
-    if loop_lag is None or threshold_ms is None:
+    threshold_ms = limits.refuse_sessions_above_lag_ms
+    if threshold_ms is None:
         return
-    lag_ms = loop_lag.worst(limits.overload_window_s) * 1000
-    if lag_ms < threshold_ms:
+    lag = lag_ms(services.loop_lag, limits.overload_window_s)
+    if lag < threshold_ms:
         return
     metrics.WEBSOCKET_SESSIONS_REFUSED.inc()
     raise OverloadedError(
         "This process is overloaded and cannot take another session without making the "
         "calls it has late; try again, or another instance.",
-        details={"event_loop_lag_ms": round(lag_ms), "sessions_here": open_here},
+        details={"event_loop_lag_ms": round(lag), "sessions_here": open_here},
         headers={"Retry-After": "1"},
     )
 

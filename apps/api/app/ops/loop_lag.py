@@ -32,10 +32,10 @@ class LoopLag:
 
     async def _tick(self) -> None:
         now = asyncio.get_running_loop().time()
-        if self._last is not None:
-            lag = max(0.0, now - self._last - self._every_s)
-            self._ticks.append((now, lag))
-            metrics.EVENT_LOOP_LAG.set(lag)
+        last = now if self._last is None else self._last  # start() has set it
+        lag = max(0.0, now - last - self._every_s)
+        self._ticks.append((now, lag))
+        metrics.EVENT_LOOP_LAG.set(lag)
         self._last = now
 
     def worst(self, within_s: float) -> float:
@@ -50,3 +50,8 @@ class LoopLag:
         since = now - within_s
         seen = (lag for at, lag in reversed(self._ticks) if at >= since)
         return max(overdue, max(seen, default=0.0))
+
+
+def lag_ms(loop_lag: LoopLag | None, within_s: float) -> float:
+    """`loop_lag.worst(within_s)` in milliseconds; 0 where the loop is not watched."""
+    return loop_lag.worst(within_s) * 1000 if loop_lag is not None else 0.0

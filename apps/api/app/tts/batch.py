@@ -14,7 +14,7 @@ from app.agents import Agent, AgentStore
 from app.audio.formats import OutputFormat
 from app.catalog import catalog_phrases
 from app.errors import AppError
-from app.jobs.store import ItemResult, ItemState, JobItem, JobKind, JobRecord
+from app.jobs.store import ItemResult, ItemState, JobItem, JobKind, JobRecord, JobStore
 from app.jobs.submission import JobSubmitter
 from app.limits.upstream import Priority
 from app.observability import metrics
@@ -25,39 +25,33 @@ from app.tts.service import CacheOutcome, SynthesisResult
 
 logger = logging.getLogger(__name__)
 
-UNREADABLE_ITEM = ItemResult(
-    status=ItemState.FAILED,
-    error={"code": "item_unreadable", "message": "The item's stored request cannot be read."},
-)
+UNREADABLE_ITEM_CODE = "item_unreadable"
 
 
 async def synthesize_chunk(services: Services, job_id: str, chunk: int) -> dict[str, int]:
     """Synthesize chunk `chunk` of job `job_id`; returns how many items it did now."""
     jobs = services.jobs
-    record = await jobs.get(job_id)
-    if record is None:
+    found = await _open_items(jobs, job_id, chunk)
+    if found is None:
         logger.info(
             "job %s is gone (past retention or never queued): chunk %d skipped", job_id, chunk
         )
         return {"items": 0, "skipped": 1}
-    indices = list(record.chunk_indices(chunk))
-    finished = await jobs.results(job_id, indices)
-    todo = [index for index in indices if index not in finished]
+    record, indices, todo = found
     if not todo:
         return {"items": 0, "already_done": len(indices)}
     await jobs.mark_running(job_id)
     items = await jobs.items(job_id, todo)
+    unreadable = failure(UNREADABLE_ITEM_CODE, "The item's stored request cannot be read.")
     for index in todo:
         if index not in items:  # damaged (or gone with the job): nothing to say
-            await jobs.record(job_id, index, UNREADABLE_ITEM)
-            metrics.JOB_ITEMS.labels(record.kind, "failed").inc()
+            await _settle(jobs, record, index, unreadable)
     gate = asyncio.Semaphore(services.settings.jobs.item_concurrency)
 
     async def run(index: int, item: JobItem) -> None:
         async with gate:
             result = await synthesize_item(services, job_id, index, item)
-        await jobs.record(job_id, index, result)
-        metrics.JOB_ITEMS.labels(record.kind, _item_outcome(result)).inc()
+        await _settle(jobs, record, index, result)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -79,18 +73,32 @@ async def fail_unfinished(
     `running`, until the job expires.
     """
     jobs = services.jobs
+    found = await _open_items(jobs, job_id, chunk)
+    if found is None:
+        return 0
+    record, _, todo = found
+    result = failure(code, message)
+    return sum([await _settle(jobs, record, index, result) for index in todo])
+
+
+async def _open_items(
+    jobs: JobStore, job_id: str, chunk: int
+) -> tuple[JobRecord, list[int], list[int]] | None:
+    """The job, the chunk's item indices and those still without an outcome; None if gone."""
     record = await jobs.get(job_id)
     if record is None:
-        return 0
+        return None
     indices = list(record.chunk_indices(chunk))
     finished = await jobs.results(job_id, indices)
-    result = ItemResult(status=ItemState.FAILED, error={"code": code, "message": message})
-    failed = 0
-    for index in indices:
-        if index not in finished and await jobs.record(job_id, index, result):
-            failed += 1
-            metrics.JOB_ITEMS.labels(record.kind, "failed").inc()
-    return failed
+    return record, indices, [index for index in indices if index not in finished]
+
+
+async def _settle(jobs: JobStore, record: JobRecord, index: int, result: ItemResult) -> bool:
+    """Record an item's outcome and count it; False when it had one already."""
+    counted = await jobs.record(record.job_id, index, result)
+    if counted:
+        metrics.JOB_ITEMS.labels(record.kind, _item_outcome(result)).inc()
+    return counted
 
 
 def _first_of(failures: ExceptionGroup) -> Exception:
@@ -140,7 +148,11 @@ def done_result(result: SynthesisResult, *, stored: bool = False) -> ItemResult:
 
 
 def failed_result(exc: AppError) -> ItemResult:
-    return ItemResult(status=ItemState.FAILED, error={"code": exc.code, "message": exc.message})
+    return failure(exc.code, exc.message)
+
+
+def failure(code: str, message: str) -> ItemResult:
+    return ItemResult(status=ItemState.FAILED, error={"code": code, "message": message})
 
 
 def _item_outcome(result: ItemResult) -> str:
