@@ -9,6 +9,8 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 API := $(CURDIR)/apps/api
 PYTEST_ARGS ?=
+# The suite waits on servers, workers and timers more than it computes: two workers halve it.
+PYTEST_WORKERS ?= 2
 WORKER_CONCURRENCY ?= 2
 
 .PHONY: help run worker beat test lint fmt deps dev-deps redis bench keys
@@ -49,7 +51,7 @@ keys: redis ## manage API keys: make keys ARGS="create --name frontend --scopes 
 
 test: dev-deps ## run the whole suite (it starts its own private redis-server)
 	cd $(API) && $(BIN)/python -m app.ops.local_redis install >/dev/null
-	cd $(API) && $(BIN)/python -m pytest $(PYTEST_ARGS)
+	cd $(API) && $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: dev-deps ## ruff format --check, ruff check, mypy --strict
 	cd $(API) && $(BIN)/ruff format --check . ../../bench

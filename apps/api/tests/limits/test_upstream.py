@@ -23,7 +23,9 @@ async def make_limiter(fresh_redis: str) -> AsyncIterator[LimiterFactory]:
     async with AsyncExitStack() as stack:
 
         async def build(url: str = fresh_redis, **settings: float) -> UpstreamLimiter:
-            client = aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+            # A generous read timeout: a timeout sends the limiter to its per-process share,
+            # and a busy machine (the whole suite) can hold a 60-command burst past 1 s.
+            client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=1)
             stack.push_async_callback(client.aclose)
             notifier = Notifier(client)
             limiter = UpstreamLimiter(client, notifier, LimiterSettings.model_validate(settings))
