@@ -33,6 +33,7 @@ from app.ops.loop_lag import LoopLag
 from app.tts.circuit import Circuits
 from app.tts.errors import OfflineEngineError
 from app.tts.fallback import ProviderChain, RetryPolicy
+from app.tts.finishing import shared_finisher
 from app.tts.language import LanguageDetector, shared_detector
 from app.tts.providers.elevenlabs import ElevenLabsProvider
 from app.tts.providers.espeak import EspeakEngine, EspeakProvider, shared_engine
@@ -131,6 +132,8 @@ async def open_services(
     events = EventLog(redis)
     limiter = UpstreamLimiter(redis, state_events, settings.limiter, rollups)
     espeak = shared_engine()
+    finisher = shared_finisher()
+    finisher.start()
     upstream = ElevenLabsProvider(
         http_client, settings.elevenlabs.base_url, settings.elevenlabs.key
     )
@@ -182,6 +185,7 @@ async def open_services(
             settings.synthesis,
             agents,
             events,
+            finisher,
             record=settings.analytics.record_requests,
         ),
     )

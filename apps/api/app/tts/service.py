@@ -30,10 +30,11 @@ from app.observability import metrics
 from app.ordered import in_order
 from app.tts.errors import ProviderError, SynthesisUnavailableError
 from app.tts.fallback import ProviderChain, SpokenSegment
+from app.tts.finishing import SegmentFinisher
 from app.tts.language import LanguageDetector
 from app.tts.models import Language, LanguageChoice, Provider, SynthesizeRequest
 from app.tts.personas import VoiceProfile, profile_for
-from app.tts.segmenting import Segment, segment, spoken_length, unheard_rest
+from app.tts.segmenting import Segment, segment, unheard_rest
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +194,11 @@ class SynthesisService:
         settings: SynthesisSettings,
         agents: AgentStore,
         events: EventLog,
+        finisher: SegmentFinisher,
         record: bool = True,
     ) -> None:
         self._chain = chain
+        self._finisher = finisher
         self._recording = record
         self._agents = agents
         self._events = events
@@ -468,7 +471,7 @@ class SynthesisService:
         if cut is not None:
             await self._speak_the_rest(plan, index, b"".join(chunks), cut, queue)
             return
-        entry = await _new_segment_entry(plan, seg, opened.spoken(seg, b"".join(chunks)))
+        entry = await self._new_segment_entry(plan, seg, opened.spoken(seg, b"".join(chunks)))
         if opened.by_primary and plan.request.cache:
             await self._cache.store(plan.keys[index], entry)
         result = _from_entry(seg, entry, outcome, first_audio_s=first_audio_s, paid=True)
@@ -493,7 +496,7 @@ class SynthesisService:
         part = Segment(index=seg.index, text=rest, previous_text=None, next_text=None)
         began = asyncio.get_running_loop().time()
         spoken = await self._chain.speak_offline(part, plan.profile, plan.language, plan.wire)
-        entry = await _new_segment_entry(plan, part, spoken, extra_failures=(cut.code,))
+        entry = await self._new_segment_entry(plan, part, spoken, extra_failures=(cut.code,))
         first_audio_s = asyncio.get_running_loop().time() - began
         outcome = CacheOutcome.MISS if plan.request.cache else CacheOutcome.BYPASS
         queue.put_nowait(SegmentStarted(index, rest, spoken.provider, outcome, first_audio_s))
@@ -542,7 +545,7 @@ class SynthesisService:
         spoken = await self._chain.speak(
             seg, plan.profile, plan.language, plan.wire, plan.priority, plan.budget_s
         )
-        entry = await _new_segment_entry(plan, seg, spoken)
+        entry = await self._new_segment_entry(plan, seg, spoken)
         if entry.meta.quality >= self._settings.retry_below_quality:
             return Computed(entry=entry, cacheable=spoken.by_primary)
         retried = await self._retry_with_fallback_voice(plan, seg, spoken, deadline)
@@ -556,7 +559,7 @@ class SynthesisService:
             # No speech at all (silence, noise): the offline engine says it instead.
             offline = await self._chain.speak_offline(seg, plan.profile, plan.language, plan.wire)
             failures = (*best.meta.failed_attempts, UNUSABLE_AUDIO)
-            best = await _new_segment_entry(plan, seg, offline, extra_failures=failures)
+            best = await self._new_segment_entry(plan, seg, offline, extra_failures=failures)
         return Computed(
             entry=best, cacheable=best is entry and retried is None and spoken.by_primary
         )
@@ -583,8 +586,30 @@ class SynthesisService:
         if again.provider != Provider.ELEVENLABS:
             return None
         logger.info("segment %d scored low; retried in the fallback voice", seg.index)
-        return await _new_segment_entry(
+        return await self._new_segment_entry(
             plan, seg, again, extra_failures=(*first.failed_attempts, LOW_QUALITY)
+        )
+
+    async def _new_segment_entry(
+        self,
+        plan: SynthesisPlan,
+        seg: Segment,
+        spoken: SpokenSegment,
+        extra_failures: tuple[str, ...] | None = None,
+    ) -> CacheEntry:
+        """A freshly made segment as a cache entry: clean audio, duration and quality measured."""
+        finished = await self._finisher.finish(spoken.audio, seg.text, plan.wire)
+        metrics.QUALITY_SCORE.labels(spoken.provider).observe(finished.score)
+        return new_entry(
+            finished.audio,
+            wire_format=plan.wire.format.value,
+            provider=spoken.provider.value,
+            voice_id=spoken.voice_id,
+            duration_ms=finished.duration_ms,
+            quality=finished.score,
+            characters_billed=spoken.usage.characters_billed,
+            catalog=plan.catalog,
+            failed_attempts=spoken.failed_attempts if extra_failures is None else extra_failures,
         )
 
 
@@ -738,33 +763,3 @@ def _export(surface: metrics.Surface, figures: _RequestFigures, outcome: str) ->
         metrics.BILLED_CHARACTERS.labels(surface).inc(figures.characters_billed)
     if figures.characters_saved:
         metrics.SAVED_CHARACTERS.labels(surface).inc(figures.characters_saved)
-
-
-async def _new_segment_entry(
-    plan: SynthesisPlan,
-    seg: Segment,
-    spoken: SpokenSegment,
-    extra_failures: tuple[str, ...] | None = None,
-) -> CacheEntry:
-    """A freshly made segment as a cache entry: clean audio, duration and quality measured."""
-    clean, duration_ms, score = await asyncio.to_thread(_finish, spoken.audio, seg.text, plan.wire)
-    metrics.QUALITY_SCORE.labels(spoken.provider).observe(score)
-    return new_entry(
-        clean,
-        wire_format=plan.wire.format.value,
-        provider=spoken.provider.value,
-        voice_id=spoken.voice_id,
-        duration_ms=duration_ms,
-        quality=score,
-        characters_billed=spoken.usage.characters_billed,
-        catalog=plan.catalog,
-        failed_attempts=spoken.failed_attempts if extra_failures is None else extra_failures,
-    )
-
-
-def _finish(audio: bytes, text: str, wire: FormatSpec) -> tuple[bytes, int, float]:
-    """A new segment's clean audio, duration and quality score (CPU work: run in a thread)."""
-    audio = container.segment_audio(audio, wire)
-    pcm = codecs.decode(audio, wire)
-    score = quality.measure(pcm, wire.sample_rate, spoken_length(text)).score
-    return audio, codecs.duration_ms(audio, wire), score
