@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from app.auth.store import KEY_IDS
 from app.config import Settings, get_settings
 from app.observability import multiproc
+from app.streaming.transport import CoalescingWebSocketProtocol
 
 # For every server that runs the app (tests and benchmarks too).
 SERVER_OPTIONS: dict[str, Any] = {
@@ -22,6 +23,8 @@ SERVER_OPTIONS: dict[str, Any] = {
     # a second of every call cost more CPU than anything else on a session. Twilio does not
     # negotiate it either.
     "ws_per_message_deflate": False,
+    # A burst of frames leaves in one socket write, not one write per frame.
+    "ws": CoalescingWebSocketProtocol,
 }
 
 
