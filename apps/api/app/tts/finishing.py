@@ -15,7 +15,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -47,16 +47,18 @@ class SegmentFinisher:
     def __init__(self, use_process: bool) -> None:
         self._use_process = use_process
         self._pool: ProcessPoolExecutor | None = None
+        # Done once the pool's process has started and answered (it imports numpy first).
+        self._up: Future[int] | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the scoring process now, so the first segment does not wait for it."""
-        if (pool := self._current_pool()) is not None:
-            pool.submit(int)
+        """Start the scoring process now; segments go to it once it is up."""
+        self._current_pool()
 
     async def finish(self, audio: bytes, text: str, wire: FormatSpec) -> FinishedSegment:
         pool = self._current_pool()
-        if pool is not None:
+        # Until the process is up (a second or so after start), segments do not wait for it.
+        if pool is not None and self._up is not None and self._up.done():
             try:
                 return await asyncio.wrap_future(pool.submit(finish_segment, audio, text, wire))
             except BrokenProcessPool:
@@ -86,6 +88,7 @@ class SegmentFinisher:
             if self._pool is None:
                 # spawn: the API has threads, and a forked child would inherit their locks.
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                self._up = self._pool.submit(os.getpid)
             return self._pool
 
     def _discard(self, pool: ProcessPoolExecutor) -> bool:
