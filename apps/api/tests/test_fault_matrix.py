@@ -22,7 +22,8 @@ from tests.fault_matrix import (
     service_env,
 )
 
-pytestmark = pytest.mark.integration
+# Serial: its deadlines are the service's, not those of a machine shared with other tests.
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
