@@ -40,7 +40,8 @@ RELEASED = "sv:limiter:released"
 
 # KEYS: holders, own queue, live queue, waiting (member -> alive-until), tickets, cooldown
 # ARGV: member, limit, reserved for others (0 live, N bulk), lease ms, waiter alive ms, is_bulk
-# Returns {granted (1/0/-1 cooling down), holders after, free slots left, ticket}
+# Returns {granted (1/0/-1 cooling down), holders after, free slots left (or, cooling down,
+# the ms of it left), ticket}
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,7 +53,7 @@ for _, m in ipairs(gone) do
   redis.call('ZREM', KEYS[4], m)
 end
 local cooling = redis.call('PTTL', KEYS[6])
-if cooling > 0 then return {-1, redis.call('ZCARD', KEYS[1]), 0, 0} end
+if cooling > 0 then return {-1, redis.call('ZCARD', KEYS[1]), cooling, 0} end
 local member = ARGV[1]
 local ticket = redis.call('ZSCORE', KEYS[2], member)
 if not ticket then
@@ -283,6 +284,12 @@ class UpstreamLimiter:
                         self._wake_next(priority, after=wake)
                     return True
                 if granted == -1:
+                    # Upstream's "retry after" ends within the budget: wait it out, then ask
+                    # again. Past the budget, the caller is better served by the fallback now.
+                    cooling_s = extra / 1000
+                    if time.monotonic() + cooling_s < deadline:
+                        await asyncio.sleep(cooling_s)
+                        continue
                     self._record(Sample().count("slot_cooldown_refusals"))
                     await self._leave_queue(member, queue)
                     raise SlotUnavailableError("upstream asked us to back off", cooling_down=True)
