@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from app.audio.formats import FormatSpec
 from app.tts.segmenting import spoken_length
 
 logger = logging.getLogger(__name__)
+
+# How soon the scoring process notices that its API process is gone.
+_PARENT_CHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,12 @@ class SegmentFinisher:
         with self._lock:
             if self._pool is None:
                 # spawn: the API has threads, and a forked child would inherit their locks.
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
                 self._up = self._pool.submit(os.getpid)
             return self._pool
 
@@ -99,6 +108,17 @@ class SegmentFinisher:
                 self._pool = None
         pool.shutdown(wait=False, cancel_futures=True)
         return current
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the scoring process: exit when the API does, even when it was killed outright."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 _shared: SegmentFinisher | None = None

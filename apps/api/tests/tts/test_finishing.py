@@ -4,7 +4,9 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +74,36 @@ def test_in_a_daemonic_process_like_a_celery_child_segments_are_finished_in_a_th
     finally:
         child.join(10)
     assert own_pid == worker_pid == child.pid
+
+
+def _hold_a_scoring_process(answer: Connection) -> None:
+    finisher = SegmentFinisher(use_process=True)
+    answer.send(asyncio.run(finisher.worker_pid()))
+    time.sleep(60)  # until the test kills this process
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's reaping is left
+
+
+def test_the_scoring_process_exits_when_its_api_process_is_killed() -> None:
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    api = context.Process(target=_hold_a_scoring_process, args=(sending,))
+    api.start()
+    try:
+        assert receiving.poll(60)
+        scorer = receiving.recv()
+        assert _running(scorer)
+    finally:
+        os.kill(api.pid or 0, signal.SIGKILL)
+        api.join(10)
+    for _ in range(50):
+        if not _running(scorer):
+            break
+        time.sleep(0.1)
+    assert not _running(scorer)
