@@ -37,6 +37,7 @@ from app.tts.finishing import shared_finisher
 from app.tts.language import LanguageDetector, shared_detector
 from app.tts.providers.elevenlabs import ElevenLabsProvider
 from app.tts.providers.espeak import EspeakEngine, EspeakProvider, shared_engine
+from app.tts.providers.pools import pooled_transport
 from app.tts.service import SynthesisService
 
 logger = logging.getLogger(__name__)
@@ -91,10 +92,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
             write=upstream.read_timeout_s,
             pool=upstream.read_timeout_s,
         ),
-        limits=httpx.Limits(
-            max_connections=upstream.max_connections,
-            max_keepalive_connections=upstream.max_connections,
-        ),
+        transport=pooled_transport(upstream.max_connections),
     )
 
 
