@@ -21,6 +21,8 @@ class CoalescingTransport(asyncio.Transport):
     def __init__(self, transport: asyncio.Transport) -> None:
         super().__init__()
         self._transport = transport
+        # Made in connection_made, on the loop that will write through it.
+        self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
         self._flush_scheduled = False
 
@@ -30,7 +32,7 @@ class CoalescingTransport(asyncio.Transport):
         self._pending.append(bytes(data))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:

@@ -19,6 +19,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import lru_cache
 
 from app.audio import codecs, container, quality
 from app.audio.formats import FormatSpec
@@ -121,15 +122,9 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-_shared: SegmentFinisher | None = None
-_shared_lock = threading.Lock()
-
-
+@lru_cache(maxsize=1)
 def shared_finisher() -> SegmentFinisher:
     """The process's one finisher (its scoring process is stopped at interpreter exit)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = SegmentFinisher(use_process=not multiprocessing.current_process().daemon)
-            atexit.register(_shared.close)
-        return _shared
+    finisher = SegmentFinisher(use_process=not multiprocessing.current_process().daemon)
+    atexit.register(finisher.close)
+    return finisher

@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -18,8 +19,10 @@ TEXT = "The home at 1418 Birchwood Lane is listed at four hundred eighty-five th
 
 
 @pytest.fixture
-def finisher() -> SegmentFinisher:
-    return SegmentFinisher(use_process=True)
+def finisher() -> Iterator[SegmentFinisher]:
+    finisher = SegmentFinisher(use_process=True)
+    yield finisher
+    finisher.close()
 
 
 @pytest.mark.parametrize("fmt", [OutputFormat.ULAW_8000, OutputFormat.MP3_44100_128])
@@ -28,12 +31,9 @@ async def test_the_scoring_process_answers_what_this_process_would(
 ) -> None:
     wire = spec_of(fmt)
     audio = render_audio(TEXT, fmt.value)
-    try:
-        # Once the process has answered, segments go to it.
-        assert await finisher.worker_pid() != os.getpid()
-        there = await finisher.finish(audio, TEXT, wire)
-    finally:
-        finisher.close()
+    # Once the process has answered, segments go to it.
+    assert await finisher.worker_pid() != os.getpid()
+    there = await finisher.finish(audio, TEXT, wire)
 
     assert there == finish_segment(audio, TEXT, wire)
     assert there.score > 0.5
@@ -45,17 +45,14 @@ async def test_a_killed_scoring_process_loses_no_segment_and_is_replaced(
 ) -> None:
     wire = spec_of(OutputFormat.ULAW_8000)
     audio = render_audio(TEXT, OutputFormat.ULAW_8000.value)
-    try:
-        first = await finisher.worker_pid()
-        os.kill(first, signal.SIGKILL)
-        # The pool learns of the death when its process's pipe closes; a call then fails
-        # over, whichever comes first.
-        finished = await asyncio.gather(*(finisher.finish(audio, TEXT, wire) for _ in range(4)))
-        assert all(f == finish_segment(audio, TEXT, wire) for f in finished)
-        second = await finisher.worker_pid()
-        assert second not in (first, os.getpid())
-    finally:
-        finisher.close()
+    first = await finisher.worker_pid()
+    os.kill(first, signal.SIGKILL)
+    # The pool learns of the death when its process's pipe closes; a call then fails
+    # over, whichever comes first.
+    finished = await asyncio.gather(*(finisher.finish(audio, TEXT, wire) for _ in range(4)))
+    assert all(f == finish_segment(audio, TEXT, wire) for f in finished)
+    second = await finisher.worker_pid()
+    assert second not in (first, os.getpid())
 
 
 def _report_worker_pid(answer: Connection) -> None:
