@@ -240,6 +240,10 @@ class ServerSettings(BaseModel):
     # A request body must arrive within this long of its request; a client that trickles it
     # is answered 408 and the connection's worker is freed.
     body_timeout_s: float = Field(default=30.0, gt=0)
+    # Full garbage collections stop the event loop (app.ops.collector): the API runs them when
+    # no audio stream is open, at most this often, and at least every full_gc_max_interval_s.
+    full_gc_quiet_every_s: float = Field(default=30.0, gt=0)
+    full_gc_max_interval_s: float = Field(default=300.0, gt=0)
 
 
 class AuthSettings(BaseModel):

@@ -159,6 +159,12 @@ STALLED_STREAMS = Gauge(
     "Streams owing audio that moved none for streaming.stall_after_s.",
     multiprocess_mode="livesum",
 )
+FULL_COLLECTIONS = Histogram(
+    "seiketsu_voice_full_gc_seconds",
+    "Full garbage collections (the event loop stops for each), by why they ran now.",
+    ["reason"],
+    buckets=_WAIT_BUCKETS,
+)
 JOB_ITEMS = Counter(
     "seiketsu_voice_job_items",
     "Background job items finished, by outcome (done, failed, cached).",
@@ -186,6 +192,7 @@ _METRICS: tuple[MetricWrapperBase, ...] = (
     WEBSOCKET_SESSIONS,
     WEBSOCKET_SESSIONS_REFUSED,
     EVENT_LOOP_LAG,
+    FULL_COLLECTIONS,
     JOB_ITEMS,
     JOBS_SUBMITTED,
 )

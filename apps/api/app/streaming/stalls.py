@@ -101,6 +101,11 @@ class StreamWatch:
         finally:
             del self._open[key]
 
+    @property
+    def open_streams(self) -> int:
+        """Audio streams this process is sending right now."""
+        return len(self._open)
+
     def stalled(self) -> list[StalledStream]:
         """This process's streams that owe audio and moved none for stall_after_s."""
         now = time.monotonic()
