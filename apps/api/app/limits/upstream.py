@@ -1,12 +1,14 @@
 """The global upstream limit: a leased, FIFO-fair counting semaphore in Redis.
 
 Every process shares one set of slots (default 50). A slot is a member of a sorted set scored
-by its lease expiry (Redis server time); holders renew while they stream, so a crashed
-process's slots free themselves within one lease. Waiters queue by ticket, live traffic and
-bulk work in separate queues: bulk may never take the reserved slots and yields to waiting
-live calls. Waiters sleep until a release is announced (or a short recheck timer fires, for
-expired leases and lost messages) instead of polling. When Redis is unreachable each process
-falls back to its share of the slots and returns to the global limit by itself.
+by its lease expiry (Redis server time); each process renews the leases of all the slots it
+holds in one call every third of a lease, so a crashed process's slots free themselves within
+one lease. Slots are given back by a task of their own, in batches: leaving a slot costs the
+caller no round trip, and a cancelled caller cannot skip it. Waiters queue by ticket, live
+traffic and bulk work in separate queues: bulk may never take the reserved slots and yields
+to waiting live calls. Waiters sleep until a release is announced (or a short recheck timer
+fires, for expired leases and lost messages) instead of polling. When Redis is unreachable each
+process falls back to its share of the slots and returns to the global limit by itself.
 """
 
 import asyncio
@@ -74,22 +76,33 @@ end
 return {0, held, 0, tonumber(ticket)}
 """
 
-# KEYS: holders; ARGV: member, lease ms
+# KEYS: holders; ARGV: lease ms, members. Returns the members whose slot is gone (expired).
 _RENEW = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return 1
+local lost = {}
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
 """
 
-# KEYS: holders, own queue, waiting; ARGV: member, channel
+# KEYS: holders, live queue, bulk queue, waiting; ARGV: channel, members.
+# Announces how many slots it freed; returns that count.
 _RELEASE = """
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if removed == 1 then redis.call('PUBLISH', ARGV[2], '1') end
-return removed
+local freed = 0
+for i = 2, #ARGV do
+  freed = freed + redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  redis.call('ZREM', KEYS[3], ARGV[i])
+  redis.call('ZREM', KEYS[4], ARGV[i])
+end
+if freed > 0 then redis.call('PUBLISH', ARGV[1], freed) end
+return freed
 """
 
 # KEYS: holders. Leases still running by Redis' clock (expired ones linger until an acquire).
@@ -167,6 +180,12 @@ class UpstreamLimiter:
         # Local waiters by priority, each with its queue ticket (0 until it has one).
         self._waiters: dict[Priority, dict[asyncio.Event, int]] = {p: {} for p in Priority}
         self._background: asyncio.Task[None] | None = None
+        # This process's slots: renewed together by one task, given back in batches by another.
+        self._held: set[str] = set()
+        self._to_release: list[str] = []
+        self._release_wanted = asyncio.Event()
+        self._renewer: asyncio.Task[None] | None = None
+        self._releaser: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.stats = LimiterStats()
         self.plan_limit: int | None = None
@@ -182,20 +201,27 @@ class UpstreamLimiter:
 
     def start(self) -> None:
         self._background = asyncio.create_task(self._keep_alive(), name="limiter-heartbeat")
+        self._keep_slots()
 
     async def stop(self) -> None:
-        # redis-py can swallow a cancellation (Python 3.11 timeouts); the event ends the loop.
+        # redis-py can swallow a cancellation (Python 3.11 timeouts); the event ends the loops.
         self._stopped.set()
-        if self._background is not None:
-            self._background.cancel()
-            await asyncio.gather(self._background, return_exceptions=True)
+        self._release_wanted.set()
+        for task in (self._background, self._renewer):
+            if task is not None:
+                task.cancel()
+        # The releaser is not cancelled: it gives back what it was handed, then ends.
+        tasks = [t for t in (self._background, self._renewer, self._releaser) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._to_release:
+            await self._release_batch()
 
     @asynccontextmanager
     async def slot(self, priority: Priority, deadline: float) -> AsyncIterator[None]:
         """Hold one upstream slot until the block ends; `deadline` is a time.monotonic()."""
         started = time.monotonic()
         in_use = metrics.LIMITER_SLOTS_IN_USE.labels(priority)
-        if self.global_mode:
+        if self.global_mode and not self._stopped.is_set():
             member = f"{self._process_id}:{secrets.token_hex(6)}"
             try:
                 acquired = await self._acquire_global(member, priority, deadline)
@@ -204,15 +230,17 @@ class UpstreamLimiter:
                 acquired = False
             if acquired:
                 self._note_wait(started, priority)
-                released = asyncio.Event()
-                renewer = asyncio.create_task(self._keep_renewed(member, released))
+                self._keep_slots()
+                self._held.add(member)
                 try:
                     with in_use.track_inprogress():
                         yield
                 finally:
-                    released.set()
-                    renewer.cancel()
-                    await asyncio.shield(self._give_back(member, priority, renewer))
+                    # Given back by the releaser, not awaited here: leaving the block costs
+                    # the caller no round trip, and a cancelled caller cannot skip it.
+                    self._held.discard(member)
+                    self._to_release.append(member)
+                    self._release_wanted.set()
                 return
         async with self._local_slot(deadline):
             self._note_wait(started, priority)
@@ -313,42 +341,58 @@ class UpstreamLimiter:
         except (RedisError, OSError):
             pass  # the waiting entry expires by itself
 
-    async def _give_back(
-        self, member: str, priority: Priority, renewer: asyncio.Task[None]
-    ) -> None:
-        # Bounded: a renew in flight finishes within one Redis timeout; the release goes
-        # first in any case, and a straggling renew finds the slot gone and stops.
-        await asyncio.wait({renewer}, timeout=0.5)
+    def _keep_slots(self) -> None:
+        """Start the tasks that renew and give back this process's slots (once; by the first
+        slot if start() was not called)."""
+        if self._releaser is None:
+            self._renewer = asyncio.create_task(self._keep_renewed(), name="limiter-renewals")
+            self._releaser = asyncio.create_task(self._keep_releasing(), name="limiter-releases")
+
+    async def _keep_releasing(self) -> None:
+        while True:
+            await self._release_wanted.wait()
+            self._release_wanted.clear()
+            if self._to_release:
+                await self._release_batch()
+            if self._stopped.is_set():
+                return
+
+    async def _release_batch(self) -> None:
+        members, self._to_release = self._to_release, []
         try:
             await self._release(
-                keys=[self._keys["holders"], self._keys[priority.value], self._keys["waiting"]],
-                args=[member, RELEASED],
+                keys=[
+                    self._keys["holders"],
+                    self._keys["live"],
+                    self._keys["bulk"],
+                    self._keys["waiting"],
+                ],
+                args=[RELEASED, *members],
             )
         except (RedisError, OSError) as exc:
-            self._pause(exc)  # the lease runs out by itself
+            self._pause(exc)  # the leases run out by themselves
 
-    async def _keep_renewed(self, member: str, released: asyncio.Event) -> None:
-        """Renew the lease until the slot is given back.
+    async def _keep_renewed(self) -> None:
+        """Renew the leases of every slot this process holds, all in one call.
 
-        The `released` event, not cancellation, ends the loop: on Python 3.11 redis-py's
-        wait_for-wrapped socket calls can swallow a cancel that lands as a call completes,
-        and a renewer that survived its cancel would hold the slot forever. A failed renew
-        is retried on the next tick: one Redis hiccup must not let a long stream's lease lapse.
+        A failed renewal is tried again on the next tick: one Redis hiccup must not let a
+        long stream's lease lapse. Renewing a slot just given back is harmless: the script
+        only extends leases that are still there.
         """
         lease_ms = int(self._settings.lease_s * 1000)
-        while not released.is_set():
+        while not self._stopped.is_set():
             with suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(), self._settings.lease_s / 3)
-            if released.is_set():
-                return
+                await asyncio.wait_for(self._stopped.wait(), self._settings.lease_s / 3)
+            if not self._held or self._stopped.is_set():
+                continue
             try:
-                renewed = await self._renew(keys=[self._keys["holders"]], args=[member, lease_ms])
-                if not renewed:
-                    if not released.is_set():
-                        logger.warning("upstream slot %s expired while in use", member)
-                    return
+                lost = await self._renew(keys=[self._keys["holders"]], args=[lease_ms, *self._held])
             except (RedisError, OSError):
                 continue
+            for member in lost:
+                member = member.decode() if isinstance(member, bytes) else member
+                if member in self._held:
+                    logger.warning("upstream slot %s expired while in use", member)
 
     @asynccontextmanager
     async def _local_slot(self, deadline: float) -> AsyncIterator[None]:
@@ -383,10 +427,11 @@ class UpstreamLimiter:
         if self._rollups is not None:
             self._rollups.record(sample)
 
-    def _on_release(self, _data: bytes) -> None:
-        # One release frees one slot: wake the longest-waiting live call here, else bulk.
-        if not self._wake_next(Priority.LIVE):
-            self._wake_next(Priority.BULK)
+    def _on_release(self, data: bytes) -> None:
+        # Each freed slot wakes the longest-waiting live call here, else bulk.
+        for _ in range(int(data)):
+            if not self._wake_next(Priority.LIVE) and not self._wake_next(Priority.BULK):
+                return
 
     def _wake_next(self, priority: Priority, after: asyncio.Event | None = None) -> bool:
         """Wake this process's earliest-queued waiter (lowest ticket) that is asleep."""

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.config import LimiterSettings
-from app.limits.upstream import Priority, SlotUnavailableError, UpstreamLimiter
+from app.limits.upstream import RELEASED, Priority, SlotUnavailableError, UpstreamLimiter
 from app.notifications import Notifier
 from app.ops.local_redis import free_port
 
@@ -31,6 +31,7 @@ async def make_limiter(fresh_redis: str) -> AsyncIterator[LimiterFactory]:
             limiter = UpstreamLimiter(client, notifier, LimiterSettings.model_validate(settings))
             notifier.start()
             stack.push_async_callback(notifier.stop)
+            stack.push_async_callback(limiter.stop)
             if url == fresh_redis:
                 await asyncio.wait_for(notifier.connected.wait(), 2)
             return limiter
@@ -216,3 +217,67 @@ async def test_without_redis_each_process_uses_its_share(make_limiter: LimiterFa
     assert peak == 4
     assert not limiter.global_mode
     assert limiter.stats.local_fallbacks == 12
+
+
+async def test_slots_left_together_are_given_back_in_one_batch(
+    make_limiter: LimiterFactory, fresh_redis: str
+) -> None:
+    limiter = await make_limiter(upstream_slots=20, live_reserved_slots=0)
+    async with aioredis.Redis.from_url(fresh_redis) as client:
+        async with client.pubsub() as pubsub:
+            await pubsub.subscribe(RELEASED)
+            assert (await pubsub.get_message(timeout=2) or {}).get("type") == "subscribe"
+            leave = asyncio.Event()
+            entered = asyncio.Semaphore(0)
+
+            async def hold() -> None:
+                async with limiter.slot(Priority.LIVE, _deadline()):
+                    entered.release()
+                    await leave.wait()
+
+            holders = [asyncio.create_task(hold()) for _ in range(20)]
+            for _ in holders:
+                await entered.acquire()
+            leave.set()
+            await asyncio.gather(*holders)
+            announced: list[int] = []
+            while sum(announced) < 20:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+                assert message is not None, f"only {sum(announced)} of 20 releases announced"
+                announced.append(int(message["data"]))
+        assert await client.zcard(HOLDERS) == 0
+
+    # Twenty callers leaving in the same turn of the loop cost a release call or two, not 20.
+    assert len(announced) <= 2
+
+
+async def test_a_cancelled_holder_gives_its_slot_back(
+    make_limiter: LimiterFactory, fresh_redis: str
+) -> None:
+    limiter = await make_limiter(upstream_slots=1, live_reserved_slots=0)
+    entered = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with limiter.slot(Priority.LIVE, _deadline()):
+            entered.set()
+            await asyncio.Event().wait()
+
+    holder = asyncio.create_task(hold_forever())
+    await entered.wait()
+    holder.cancel()
+    await asyncio.gather(holder, return_exceptions=True)
+
+    started = time.monotonic()
+    async with limiter.slot(Priority.LIVE, _deadline(1.0)):
+        assert time.monotonic() - started < 0.5  # the slot was back at once, no lease ran out
+
+
+async def test_stopping_gives_back_the_slots_just_left(
+    make_limiter: LimiterFactory, fresh_redis: str
+) -> None:
+    limiter = await make_limiter(upstream_slots=3, live_reserved_slots=0)
+    async with limiter.slot(Priority.LIVE, _deadline()):
+        pass
+    await limiter.stop()  # before the releaser's turn: stop() must give it back itself
+    async with aioredis.Redis.from_url(fresh_redis) as client:
+        assert await client.zcard(HOLDERS) == 0
