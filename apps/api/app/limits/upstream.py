@@ -389,9 +389,11 @@ class UpstreamLimiter:
                 lost = await self._renew(keys=[self._keys["holders"]], args=[lease_ms, *self._held])
             except (RedisError, OSError):
                 continue
-            for member in lost:
-                member = member.decode() if isinstance(member, bytes) else member
+            for gone in lost:
+                member = gone.decode() if isinstance(gone, bytes) else gone
                 if member in self._held:
+                    # Said once: it is not renewed again (the script would not bring it back).
+                    self._held.discard(member)
                     logger.warning("upstream slot %s expired while in use", member)
 
     @asynccontextmanager

@@ -60,11 +60,11 @@ class FullCollections:
             return  # stopped: the last tick Periodic runs has nothing left to do
         since = time.monotonic() - self._last
         if since >= self._max_interval_s:
-            self.collect("overdue")
-        elif since >= self._quiet_every_s and _promoted_since_last() and self._quiet():
-            self.collect("quiet")
+            self._collect("overdue")
+        elif since >= self._quiet_every_s and _busy_since_last() and self._quiet():
+            self._collect("quiet")
 
-    def collect(self, reason: str) -> None:
+    def _collect(self, reason: str) -> None:
         started = time.perf_counter()
         gc.collect()
         self._last = time.monotonic()
@@ -93,6 +93,6 @@ def _hand_back() -> None:
         gc.set_threshold(*_saved_thresholds)
 
 
-def _promoted_since_last() -> bool:
-    """Whether anything reached the old generation since its last collection."""
+def _busy_since_last() -> bool:
+    """Young collections ran since the last full one (an idle process is left alone)."""
     return gc.get_count()[2] > 0

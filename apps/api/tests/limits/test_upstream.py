@@ -281,3 +281,20 @@ async def test_stopping_gives_back_the_slots_just_left(
     await limiter.stop()  # before the releaser's turn: stop() must give it back itself
     async with aioredis.Redis.from_url(fresh_redis) as client:
         assert await client.zcard(HOLDERS) == 0
+
+
+async def test_a_slot_lost_while_held_is_reported_once_and_not_brought_back(
+    make_limiter: LimiterFactory, fresh_redis: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = await make_limiter(upstream_slots=2, live_reserved_slots=0, lease_s=0.3)
+    async with (
+        aioredis.Redis.from_url(fresh_redis) as client,
+        limiter.slot(Priority.LIVE, _deadline()),
+    ):
+        (member,) = await client.zrange(HOLDERS, 0, -1)
+        assert isinstance(member, bytes)
+        await client.zrem(HOLDERS, member)  # as if its lease had run out unrenewed
+        await asyncio.sleep(0.5)  # several renewal ticks
+        assert await client.zcard(HOLDERS) == 0
+    lost = [r for r in caplog.records if "expired while in use" in r.getMessage()]
+    assert len(lost) == 1
