@@ -6,11 +6,15 @@ this way, so a server option is set once.
 
 import argparse
 import ipaddress
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis
 import uvicorn
 from redis.exceptions import RedisError
+from uvicorn.config import STARTUP_FAILURE
 
 from app.auth.store import KEY_IDS
 from app.config import Settings, get_settings
@@ -26,6 +30,27 @@ SERVER_OPTIONS: dict[str, Any] = {
     # A burst of frames leaves in one socket write, not one write per frame.
     "ws": CoalescingWebSocketProtocol,
 }
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping the scoring process before uvicorn re-raises its stop signal.
+
+    After a graceful shutdown uvicorn raises the SIGTERM (or SIGINT) it caught once more, so
+    the process ends by that signal and no atexit handler runs: the scoring process's queues
+    were left to the resource tracker, which warned of leaked semaphores at every stop.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                # Imported here: app.tts pulls in prometheus_client, which must come after
+                # multiproc.prepare_directory.
+                from app.tts.finishing import shared_finisher
+
+                shared_finisher().close()
 
 
 def is_loopback(host: str) -> bool:
@@ -74,14 +99,21 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"{parser.prog}: refusing to start: {refusal}\n")
     # Before uvicorn imports the app, and with it prometheus_client, which reads it then.
     multiproc.prepare_directory(get_settings().metrics.multiproc_dir)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        access_log=args.access_log,
-        **SERVER_OPTIONS,
+    server = _Server(
+        uvicorn.Config(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            access_log=args.access_log,
+            **SERVER_OPTIONS,
+        )
     )
+    # Ctrl-C: uvicorn re-raises the SIGINT after its graceful shutdown (uvicorn.run ignores it).
+    with suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,16 @@ class ChildProcess(abc.ABC):
             time.sleep(0.05)
         raise RuntimeError(f"{self._command} not ready in {timeout_s:.0f} s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
+    def wait(self, timeout_s: float) -> int:
+        """The exit status once the process has ended (negative: the signal that ended it)."""
+        assert self._process is not None, "not started"
+        return self._process.wait(timeout=timeout_s)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, nothing is acknowledged, as when a machine dies."""
         self._signal(signal.SIGKILL)
