@@ -127,7 +127,9 @@ async def _receive(websocket: WebSocket, session: Session, limits: StreamingSett
     bucket = _Throttle(limits.messages_per_second)
     while True:
         try:
-            message = await asyncio.wait_for(websocket.receive(), limits.idle_timeout_s)
+            # A timeout scope, not wait_for: no task per message, none waiting per session.
+            async with asyncio.timeout(limits.idle_timeout_s):
+                message = await websocket.receive()
         except TimeoutError:
             if session.busy:
                 continue
