@@ -56,6 +56,10 @@ class WorkerRuntime:
                 return await work(self._services, *args)
         except TimeoutError as exc:
             raise TaskDeadlineError(f"not done in {limit_s} s") from exc
+        finally:
+            # The loop stops when the task returns: upstream slots it left must be back in
+            # Redis first, or they stay taken until the next task or the end of their lease.
+            await self._services.limiter.given_back()
 
     def close(self) -> None:
         """Stop the services (flushing what they hold in memory) and close the loop."""

@@ -184,6 +184,8 @@ class UpstreamLimiter:
         self._held: set[str] = set()
         self._to_release: list[str] = []
         self._release_wanted = asyncio.Event()
+        self._all_given_back = asyncio.Event()
+        self._all_given_back.set()
         self._renewer: asyncio.Task[None] | None = None
         self._releaser: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -240,6 +242,7 @@ class UpstreamLimiter:
                     # the caller no round trip, and a cancelled caller cannot skip it.
                     self._held.discard(member)
                     self._to_release.append(member)
+                    self._all_given_back.clear()
                     self._release_wanted.set()
                 return
         async with self._local_slot(deadline):
@@ -348,12 +351,26 @@ class UpstreamLimiter:
             self._renewer = asyncio.create_task(self._keep_renewed(), name="limiter-renewals")
             self._releaser = asyncio.create_task(self._keep_releasing(), name="limiter-releases")
 
+    async def given_back(self) -> None:
+        """Return once every slot left so far is back in Redis (or given up on, Redis away).
+
+        For a caller about to stop running the loop (a worker between tasks): until it runs
+        again, a slot still waiting for the releaser stays taken.
+        """
+        if self._releaser is None or self._releaser.done():
+            if self._to_release:
+                await self._release_batch()
+            return
+        await self._all_given_back.wait()
+
     async def _keep_releasing(self) -> None:
         while True:
             await self._release_wanted.wait()
             self._release_wanted.clear()
             if self._to_release:
                 await self._release_batch()
+            if not self._to_release:
+                self._all_given_back.set()
             if self._stopped.is_set():
                 return
 
