@@ -21,6 +21,31 @@ API_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = API_DIR.parents[1]
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name; None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie has exited; only its parent's reaping is left)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` right now."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
 class ChildProcess(abc.ABC):
     """A command in its own session, its output in a log file; `ready()` says it is serving.
 

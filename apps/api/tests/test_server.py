@@ -11,7 +11,7 @@ import httpx
 import pytest
 import soundfile as sf
 
-from tests.processes import ApiProcess, api_env
+from tests.processes import ApiProcess, api_env, children_of, running
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_a_stop_signal_shuts_down_cleanly_leaving_no_process_or_semaphore(
     redis_url: str, tmp_path: Path
 ) -> None:
     process = ApiProcess(api_env(redis_url), tmp_path).start().wait_ready()
-    children = _children_of(process.pid)  # the scoring process and multiprocessing's tracker
+    children = children_of(process.pid)  # the scoring process and multiprocessing's tracker
     # SIGTERM to the API process alone, as `docker stop` sends it to the container's process.
     os.kill(process.pid, signal.SIGTERM)
     status = process.wait(timeout_s=30)
@@ -71,24 +71,10 @@ def test_a_stop_signal_shuts_down_cleanly_leaving_no_process_or_semaphore(
     assert status == -signal.SIGTERM  # uvicorn ends by the signal it caught, after shutdown
     assert children
     deadline = time.monotonic() + 10
-    while (left := [pid for pid in children if Path(f"/proc/{pid}").exists()]) and (
-        time.monotonic() < deadline
-    ):
+    while (left := [pid for pid in children if running(pid)]) and (time.monotonic() < deadline):
         time.sleep(0.1)
     assert not left
     # Read once the children are gone: the tracker reports leaks as it exits.
     log = process.log()
     assert "Application shutdown complete" in log
     assert "leaked" not in log, log
-
-
-def _children_of(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # ended while listed
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children

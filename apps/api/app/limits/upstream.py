@@ -215,8 +215,7 @@ class UpstreamLimiter:
         # The releaser is not cancelled: it gives back what it was handed, then ends.
         tasks = [t for t in (self._background, self._renewer, self._releaser) if t is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._to_release:
-            await self._release_batch()
+        await self.given_back()
 
     @asynccontextmanager
     async def slot(self, priority: Priority, deadline: float) -> AsyncIterator[None]:
@@ -345,8 +344,10 @@ class UpstreamLimiter:
             pass  # the waiting entry expires by itself
 
     def _keep_slots(self) -> None:
-        """Start the tasks that renew and give back this process's slots (once; by the first
-        slot if start() was not called)."""
+        """Start, once, the tasks that renew and give back this process's slots.
+
+        start() does; so does the first slot, for a limiter nobody started (tests, benches).
+        """
         if self._releaser is None:
             self._renewer = asyncio.create_task(self._keep_renewed(), name="limiter-renewals")
             self._releaser = asyncio.create_task(self._keep_releasing(), name="limiter-releases")

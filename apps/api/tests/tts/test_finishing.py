@@ -7,13 +7,13 @@ import signal
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import pytest
 
 from app.audio.formats import OutputFormat, spec_of
 from app.tts.finishing import SegmentFinisher, finish_segment, shared_finisher
 from tests.fakes.synthetic_audio import render_audio
+from tests.processes import running
 
 TEXT = "The home at 1418 Birchwood Lane is listed at four hundred eighty-five thousand."
 
@@ -79,14 +79,6 @@ def _hold_a_scoring_process(answer: Connection) -> None:
     time.sleep(60)  # until the test kills this process
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's reaping is left
-
-
 def test_the_scoring_process_exits_when_its_api_process_is_killed() -> None:
     context = multiprocessing.get_context("spawn")
     receiving, sending = context.Pipe(duplex=False)
@@ -95,12 +87,12 @@ def test_the_scoring_process_exits_when_its_api_process_is_killed() -> None:
     try:
         assert receiving.poll(60)
         scorer = receiving.recv()
-        assert _running(scorer)
+        assert running(scorer)
     finally:
         os.kill(api.pid or 0, signal.SIGKILL)
         api.join(10)
     for _ in range(50):
-        if not _running(scorer):
+        if not running(scorer):
             break
         time.sleep(0.1)
-    assert not _running(scorer)
+    assert not running(scorer)
