@@ -4,11 +4,17 @@ What it measures
 ----------------
 `POST /api/v1/voice/synthesize` for texts whose audio is already cached, through the full
 app as `make run` starts it (uvicorn, FastAPI, middleware, validation, planning with language
-detection and cache keys, the Redis lookup, hit counting, the analytics sample, joining the
+detection and cache keys, the cache lookup, hit counting, the analytics sample, joining the
 body), against a baseline measured in the same run: a bare ASGI app under the same uvicorn
 settings, in its own process, that takes the same request, does one GET of the same Redis key
 in the same private redis-server (through a client from the app's own factory), strips the
 cache value's header and returns the audio.
+
+The app runs with its defaults, so a hit is served from the process's memory tier
+(`CACHE__MEMORY_BYTES`, app.cache.hot_audio) once Redis has answered for that text: no Redis
+command at all (the table's last column shows it). A second app process with
+`CACHE__MEMORY_BYTES=0`, measured in the same rounds, shows the Redis-only hit path against
+the same baseline in a second table (no aim applies to it).
 
 * Warm-up: one request per text (several distinct texts in en/es/zh and different personas,
   each one segment), spoken by the offline engine (no upstream key); each must be a `miss`
@@ -27,7 +33,7 @@ cache value's header and returns the audio.
   thread), the load generator's CPU use (near 100 % would mean the client is the limit) and
   the Redis commands per request (INFO commandstats: those clients sent, then those Lua
   scripts ran).
-* `--rounds` rounds, app and baseline alternating level by level (the order flips every
+* `--rounds` rounds, the servers taking turns level by level (the order rotates every
   round); throughput is the median round, percentiles pool every round's requests.
 
 Aim: app ≥ 60 % of the baseline's throughput at every level, and app p99 server time ≤ 5 ms
@@ -55,6 +61,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -90,7 +97,10 @@ from tests.processes import ApiProcess
 
 # One sentence each (one segment), the personas and languages agents use.
 TEXTS: tuple[tuple[str, str], ...] = (
-    ("friendly", "Thanks for calling Maple Realty, this is Ava, how can I help you today?"),
+    (
+        "friendly",
+        "Thanks for calling Maple Realty, this is Ava, how can I help you today?",
+    ),
     ("professional", "The home at 1418 Birchwood Lane is listed at $485,000."),
     ("friendly", "Would Saturday at eleven in the morning work for a showing?"),
     ("casual", "No problem at all, I'll text you the address right now."),
@@ -104,6 +114,7 @@ SYNTHESIZE_PATH = "/api/v1/voice/synthesize"
 AIM_THROUGHPUT_RATIO = 0.6
 AIM_P99_SERVER_MS = 5.0
 AIM_AT_CLIENTS = 64
+REDIS_ONLY = "app, no memory tier"
 
 
 # The baseline: a bare ASGI app that GETs the key and returns the audio.
@@ -160,7 +171,10 @@ class BaselineApp:
 async def _respond(
     send: Send, status: int, body: bytes, media_type: bytes, timing: str | None
 ) -> None:
-    headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", media_type),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if timing is not None:
         headers.append((b"server-timing", timing.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -384,7 +398,10 @@ async def drive(
         wall_start = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for client in pool))
         wall = time.perf_counter() - wall_start
-        cpu, server_cpu = time.process_time() - cpu_start, process_cpu_s(target.pid) - server_start
+        cpu, server_cpu = (
+            time.process_time() - cpu_start,
+            process_cpu_s(target.pid) - server_start,
+        )
         commands = _difference(redis_command_calls(target.redis_url), commands_before)
     finally:
         await asyncio.gather(*(client.close() for client in pool))
@@ -392,11 +409,13 @@ async def drive(
 
 
 async def measure(
-    targets: tuple[Target, Target], bodies: Sequence[bytes], args: argparse.Namespace
+    targets: Sequence[Target], bodies: Sequence[bytes], args: argparse.Namespace
 ) -> dict[tuple[int, str], Cell]:
     cells: dict[tuple[int, str], Cell] = {}
     for round_index in range(args.rounds):
-        order = targets if round_index % 2 == 0 else targets[::-1]
+        # Each server goes first as often as the others (two: the order flips every round).
+        turn = round_index % len(targets)
+        order = [*targets[turn:], *targets[:turn]]
         for clients in LEVELS:
             count = args.requests if clients > 1 else max(1, args.requests // 5)
             for target in order:
@@ -468,15 +487,15 @@ def print_header(args: argparse.Namespace, redis_info: str, bodies_check: str) -
     print()
 
 
-def print_table(cells: dict[tuple[int, str], Cell]) -> None:
+def print_rows(cells: dict[tuple[int, str], Cell], app_name: str) -> None:
     print(
         "| clients | server | req/s | client p50 ms | client p99 ms | server p50 ms "
         "| server p99 ms | server CPU µs/req | load-generator CPU | Redis commands per request |"
     )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for clients in LEVELS:
-        app, base = cells[(clients, "app")], cells[(clients, "baseline")]
-        for name, cell in (("app", app), ("baseline", base)):
+        app, base = cells[(clients, app_name)], cells[(clients, "baseline")]
+        for name, cell in ((app_name, app), ("baseline", base)):
             print(
                 f"| {clients} | {name} | {cell.throughput:,.0f} | {cell.latency(0.5):.2f} "
                 f"| {cell.latency(0.99):.2f} | {cell.server(0.5):.1f} | {cell.server(0.99):.1f} "
@@ -492,8 +511,12 @@ def print_table(cells: dict[tuple[int, str], Cell]) -> None:
             f"| {app.server_cpu_us / base.server_cpu_us:.2f}× | | |"
         )
     print()
-    not_hits = sum(cells[(c, "app")].not_hits for c in LEVELS)
+    not_hits = sum(cells[(c, app_name)].not_hits for c in LEVELS)
     print(f"App responses that were not `X-Cache: hit`: {not_hits}.")
+
+
+def print_table(cells: dict[tuple[int, str], Cell]) -> None:
+    print_rows(cells, "app")
     ratios = {c: cells[(c, "app")].throughput / cells[(c, "baseline")].throughput for c in LEVELS}
     worst = min(ratios, key=lambda c: ratios[c])
     met = "met" if ratios[worst] >= AIM_THROUGHPUT_RATIO else "NOT met"
@@ -512,6 +535,15 @@ def print_table(cells: dict[tuple[int, str], Cell]) -> None:
         "Server time is the time inside the handler, waits on the event loop included: once a "
         "server is saturated it grows with the number of requests in flight."
     )
+    if any(name == REDIS_ONLY for _, name in cells):
+        print()
+        print(f"## The Redis-only hit path (`{REDIS_ONLY}`: `CACHE__MEMORY_BYTES=0`)")
+        print()
+        print_rows(cells, REDIS_ONLY)
+        lowest = min(
+            cells[(c, REDIS_ONLY)].throughput / cells[(c, "baseline")].throughput for c in LEVELS
+        )
+        print(f"Its throughput against the baseline: {lowest:.0%} at the lowest level.")
 
 
 def print_cost_table(
@@ -566,7 +598,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every level")
     parser.add_argument(
-        "--requests", type=int, default=1500, help="requests per level and round (÷5 at 1 client)"
+        "--requests",
+        type=int,
+        default=1500,
+        help="requests per level and round (÷5 at 1 client)",
     )
     parser.add_argument(
         "--output-format",
@@ -578,6 +613,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="raw",
         choices=sorted(CALLERS),
         help="load generator: raw HTTP/1.1 on asyncio streams, or one httpx.AsyncClient per caller",
+    )
+    parser.add_argument(
+        "--no-redis-only",
+        dest="redis_only",
+        action="store_false",
+        help="skip the second app process without the memory tier",
     )
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
@@ -598,18 +639,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tmp)
         with private_redis(work / "redis") as redis_url:
             # No upstream key: the offline engine fills the cache.
-            with ApiProcess(api_env(redis_url), work) as api:
+            with ExitStack() as servers:
+                api = servers.enter_context(ApiProcess(api_env(redis_url), work))
                 keys = warm_cache(api, redis_url, bodies)
                 keys_file = work / "keys.json"
                 keys_file.write_text(json.dumps(keys, ensure_ascii=False))
                 log = work / "baseline.log"
                 with BaselineProcess(redis_url, keys_file, args.output_format, log) as baseline:
-                    app_url, baseline_url = api.base_url + SYNTHESIZE_PATH, baseline.base_url
+                    app_url, baseline_url = (
+                        api.base_url + SYNTHESIZE_PATH,
+                        baseline.base_url,
+                    )
                     check = compare_bodies(app_url, baseline_url, bodies)
-                    targets = (
+                    targets = [
                         Target("app", app_url, api_pid(api), True, redis_url),
                         Target("baseline", baseline_url, baseline.pid, False, redis_url),
-                    )
+                    ]
+                    if args.redis_only:
+                        env = api_env(redis_url, CACHE__MEMORY_BYTES="0")
+                        other = servers.enter_context(ApiProcess(env, work))
+                        url = other.base_url + SYNTHESIZE_PATH
+                        targets.append(Target(REDIS_ONLY, url, api_pid(other), True, redis_url))
                     cells = asyncio.run(measure(targets, bodies, args))
             info = redis_version(redis_url)
     print_header(args, info, check)

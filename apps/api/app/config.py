@@ -105,6 +105,11 @@ class CacheSettings(BaseModel):
     outage_pause_s: float = Field(default=1.0, gt=0)
     # How long a request waits for another process computing the same segment.
     flight_wait_s: float = Field(default=10.0, gt=0)
+    # Each process keeps the audio Redis lately answered with, up to this many bytes (0: off):
+    # a hit from memory makes no round trip. A copy is asked of Redis again after
+    # memory_max_age_s, so a value deleted or flushed in Redis is gone from every process by then.
+    memory_bytes: int = Field(default=64 * 2**20, ge=0)
+    memory_max_age_s: float = Field(default=60.0, gt=0)
 
 
 class LimiterSettings(BaseModel):

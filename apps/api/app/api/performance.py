@@ -69,6 +69,11 @@ class CacheNow(BaseModel):
     evicted_keys: int | None = Field(description="Evictions the cache Redis has made")
     corrupt_values_seen: int = Field(description="Unusable values met by this process")
     promotions: int = Field(description="Segments this process promoted to the long TTL")
+    memory_entries: int = Field(description="Segments this process holds in memory")
+    memory_bytes: int = Field(description="What they take, roughly")
+    memory_budget_bytes: int = Field(description="CACHE__MEMORY_BYTES (0: no memory tier)")
+    memory_hits: int = Field(description="Segments this process found in its memory")
+    memory_evictions: int = Field(description="Segments it let go to stay within the budget")
 
 
 class Health(BaseModel):
@@ -164,6 +169,11 @@ async def get_performance(rollups: RollupsDep, limiter: LimiterDep, cache: Cache
                 evicted_keys=_int_or_none(memory.get("evicted_keys")),
                 corrupt_values_seen=cache.corrupt_seen,
                 promotions=cache.promotions,
+                memory_entries=len(cache.hot),
+                memory_bytes=cache.hot.bytes,
+                memory_budget_bytes=cache.hot.max_bytes,
+                memory_hits=cache.hot.hits,
+                memory_evictions=cache.hot.evictions,
             ),
             limiter=LimiterNow(
                 slots=limiter.limit,

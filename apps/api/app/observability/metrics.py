@@ -91,6 +91,11 @@ CACHE_SERVED_BYTES = Counter(
     "Audio bytes served from the cache.",
     ["surface"],
 )
+CACHED_SEGMENTS = Counter(
+    "seiketsu_voice_cache_segment_hits",
+    "Segments found in the cache, by where: this process's memory or Redis.",
+    ["tier"],
+)
 UPSTREAM_CALLS = Counter(
     "seiketsu_voice_upstream_calls",
     "Upstream synthesis calls by how they ended.",
@@ -182,6 +187,7 @@ _METRICS: tuple[MetricWrapperBase, ...] = (
     WEBSOCKET_FIRST_AUDIO,
     CACHE_LOOKUPS,
     CACHE_SERVED_BYTES,
+    CACHED_SEGMENTS,
     UPSTREAM_CALLS,
     BILLED_CHARACTERS,
     SAVED_CHARACTERS,

@@ -28,6 +28,8 @@ def server(
         fake_elevenlabs.base_url,
         fake_elevenlabs.api_key,
         VOICE_RESPONSE_TIMEOUT_MS="10000",
+        # Tests here empty Redis to start uncached; the memory tier would outlive that.
+        CACHE__MEMORY_BYTES="0",
     )
     with ApiProcess(env, tmp_path_factory.mktemp("stream")) as process:
         yield process.base_url

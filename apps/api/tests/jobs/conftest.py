@@ -74,8 +74,12 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerF
 def shared_worker(
     worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MakeProcess]:
-    """One worker for a whole module of tests that do not kill it."""
-    with worker(worker_env, tmp_path_factory.mktemp("worker")) as process:
+    """One worker for a whole module of tests that do not kill it.
+
+    Without the memory tier: the tests empty Redis to start uncached, which it would outlive.
+    """
+    env = {**worker_env, "CACHE__MEMORY_BYTES": "0"}
+    with worker(env, tmp_path_factory.mktemp("worker")) as process:
         yield process
 
 

@@ -75,8 +75,16 @@ async def test_a_miss_then_a_hit_count_one_of_each_and_score_the_new_segment(
     miss = await client.post(SYNTHESIZE, json=body)
     hit = await client.post(SYNTHESIZE, json=body)
     after = await _scrape(client)
+    from_memory = await client.post(SYNTHESIZE, json=body)
+    last = await _scrape(client)
 
     assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("miss", "hit")
+    assert from_memory.headers["x-cache"] == "hit"
+    segments = "seiketsu_voice_cache_segment_hits_total"
+    assert _grown(before, after, segments, tier="redis") == 1
+    assert _grown(before, after, segments, tier="memory") == 0
+    assert _grown(after, last, segments, tier="memory") == 1
+    assert _grown(after, last, segments, tier="redis") == 0
     lookups = "seiketsu_voice_cache_lookups_total"
     assert _grown(before, after, lookups, outcome="miss") == 1
     assert _grown(before, after, lookups, outcome="hit") == 1

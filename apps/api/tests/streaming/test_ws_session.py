@@ -34,6 +34,8 @@ def server(
         fake_elevenlabs.base_url,
         fake_elevenlabs.api_key,
         STREAMING__IDLE_TIMEOUT_S="1.5",
+        # Tests here empty Redis to start uncached; the memory tier would outlive that.
+        CACHE__MEMORY_BYTES="0",
     )
     with ApiProcess(env, tmp_path_factory.mktemp("ws")) as process:
         yield process.base_url.replace("http://", "ws://")
