@@ -3,12 +3,13 @@
 What it measures
 ----------------
 `POST /api/v1/voice/synthesize` for texts whose audio is already cached, through the full
-app as `make run` starts it (uvicorn, FastAPI, middleware, validation, planning with language
-detection and cache keys, the cache lookup, hit counting, the analytics sample, joining the
-body), against a baseline measured in the same run: a bare ASGI app under the same uvicorn
-settings, in its own process, that takes the same request, does one GET of the same Redis key
-in the same private redis-server (through a client from the app's own factory), strips the
-cache value's header and returns the audio.
+app as `make run` starts it (uvicorn, FastAPI's routing and middleware, the route's key check
+and validation (app.api.lean_route), planning with language detection and cache keys, the
+cache lookup, hit counting, the analytics sample, joining the body), against a baseline
+measured in the same run: a bare ASGI app under the same uvicorn settings, in its own
+process, that takes the same request, does one GET of the same Redis key in the same private
+redis-server (through a client from the app's own factory), strips the cache value's header
+and returns the audio.
 
 The app runs with its defaults, so a hit is served from the process's memory tier
 (`CACHE__MEMORY_BYTES`, app.cache.hot_audio) once Redis has answered for that text: no Redis

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from app.api.lean_route import LeanRoute
 from app.api.negotiation import require_json_body, wants_json
 from app.api.schemas import ERROR_RESPONSES
 from app.audio.formats import FORMATS
@@ -16,7 +17,8 @@ from app.errors import request_id_of
 from app.tts.models import Language, Persona, SynthesizeRequest
 from app.tts.service import SynthesisResult
 
-router = APIRouter(tags=["synthesis"])
+# The busiest route: served without FastAPI's generic handler (app.api.lean_route).
+router = APIRouter(tags=["synthesis"], route_class=LeanRoute)
 
 
 class SegmentReport(BaseModel):
