@@ -664,20 +664,33 @@ class _RequestFigures:
 
     @classmethod
     def of(cls, results: list[SegmentResult]) -> "_RequestFigures":
-        hits = [r for r in results if r.cache == CacheOutcome.HIT]
-        duration_ms = sum(r.duration_ms for r in results)
-        weighted = sum(r.quality * r.duration_ms for r in results)
+        # One pass: this runs for every request, cache hits included.
+        hits = served = billed = saved = duration_ms = 0
+        quality_sum = weighted = 0.0
+        fallback = False
+        providers: dict[Provider, None] = {}
+        for r in results:
+            if r.cache == CacheOutcome.HIT:
+                hits += 1
+                served += len(r.audio)
+            billed += r.characters_billed
+            saved += r.characters_saved
+            duration_ms += r.duration_ms
+            quality_sum += r.quality
+            weighted += r.quality * r.duration_ms
+            fallback = fallback or bool(r.failed_attempts)
+            providers[r.provider] = None
         return cls(
             segments=len(results),
-            segment_hits=len(hits),
+            segment_hits=hits,
             cache=overall_cache_outcome([r.cache for r in results]) if results else None,
-            served_bytes=sum(len(r.audio) for r in hits),
-            characters_billed=sum(r.characters_billed for r in results),
-            characters_saved=sum(r.characters_saved for r in results),
-            quality_sum=sum(r.quality for r in results),
+            served_bytes=served,
+            characters_billed=billed,
+            characters_saved=saved,
+            quality_sum=quality_sum,
             quality=weighted / duration_ms if duration_ms else None,
-            fallback=any(r.failed_attempts for r in results),
-            providers=tuple(dict.fromkeys(r.provider for r in results)),
+            fallback=fallback,
+            providers=tuple(providers),
             first_audio_s=results[0].first_audio_s if results else None,
         )
 

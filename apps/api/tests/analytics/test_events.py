@@ -7,7 +7,7 @@ import time
 import httpx
 import redis.asyncio as aioredis
 
-from app.analytics.events import EVENTS, AnalyticsEvent, EventLog
+from app.analytics.events import EVENTS, EVENTS_PER_CALL, AnalyticsEvent, EventLog
 
 SYNTHESIZE = "/api/v1/voice/synthesize"
 
@@ -112,3 +112,18 @@ async def test_an_event_is_one_field_and_those_written_field_by_field_are_still_
         0.8,
     )
     assert legacy_read.characters_billed == 7
+
+
+async def test_a_flush_larger_than_one_script_call_writes_every_event_in_order(
+    redis_client: aioredis.Redis,
+) -> None:
+    log = EventLog(redis_client)
+    since = time.time() - 5
+    count = 2 * EVENTS_PER_CALL + 7
+    for n in range(count):
+        log.record(_event(characters_saved=n))
+    await log.flush()
+
+    events = await log.read(since)
+
+    assert [e.characters_saved for e in events] == list(range(count))
