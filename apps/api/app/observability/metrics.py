@@ -10,7 +10,7 @@ import os
 import warnings
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from celery.signals import worker_process_shutdown, worker_shutdown
 from prometheus_client import (
@@ -181,6 +181,30 @@ JOBS_SUBMITTED = Counter(
     ["kind"],
 )
 
+M = TypeVar("M", bound=MetricWrapperBase)
+# Every ChildCache's children: prepare_multiprocess drops them with the metrics' own.
+_CHILD_CACHES: list[dict[tuple[str, ...], Any]] = []
+
+
+class ChildCache(Generic[M]):
+    """A labelled metric's children, each made once.
+
+    `labels()` takes a lock and turns every value into a string on each call: microseconds a
+    request on the cache-hit path. Label values are strings (or StrEnums, equal to theirs).
+    """
+
+    def __init__(self, metric: M) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+        _CHILD_CACHES.append(self._children)
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 _METRICS: tuple[MetricWrapperBase, ...] = (
     HTTP_REQUEST_DURATION,
     FIRST_AUDIO,
@@ -232,6 +256,8 @@ def prepare_multiprocess(path: Path) -> Path:
         warnings.simplefilter("ignore", UserWarning)
         for metric in _METRICS:
             metric.clear()
+        for children in _CHILD_CACHES:
+            children.clear()
     for metric in _METRICS:
         if not metric._labelnames:
             # Its value was made at import, before the switch: make it again.

@@ -764,15 +764,22 @@ def _one_shot_surface(plan: SynthesisPlan) -> metrics.Surface:
     return metrics.Surface.BULK if plan.priority == Priority.BULK else metrics.Surface.HTTP
 
 
+_CACHE_LOOKUPS = metrics.ChildCache(metrics.CACHE_LOOKUPS)
+_FIRST_AUDIO = metrics.ChildCache(metrics.FIRST_AUDIO)
+_CACHE_SERVED_BYTES = metrics.ChildCache(metrics.CACHE_SERVED_BYTES)
+_BILLED_CHARACTERS = metrics.ChildCache(metrics.BILLED_CHARACTERS)
+_SAVED_CHARACTERS = metrics.ChildCache(metrics.SAVED_CHARACTERS)
+
+
 def _export(surface: metrics.Surface, figures: _RequestFigures, outcome: str) -> None:
     """A finished request's cache outcome, first audio, bytes from cache and characters."""
     if outcome != "ok" or figures.cache is None or figures.first_audio_s is None:
         return
-    metrics.CACHE_LOOKUPS.labels(figures.cache).inc()
-    metrics.FIRST_AUDIO.labels(surface, figures.cache).observe(figures.first_audio_s)
+    _CACHE_LOOKUPS(figures.cache).inc()
+    _FIRST_AUDIO(surface, figures.cache).observe(figures.first_audio_s)
     if figures.served_bytes:
-        metrics.CACHE_SERVED_BYTES.labels(surface).inc(figures.served_bytes)
+        _CACHE_SERVED_BYTES(surface).inc(figures.served_bytes)
     if figures.characters_billed:
-        metrics.BILLED_CHARACTERS.labels(surface).inc(figures.characters_billed)
+        _BILLED_CHARACTERS(surface).inc(figures.characters_billed)
     if figures.characters_saved:
-        metrics.SAVED_CHARACTERS.labels(surface).inc(figures.characters_saved)
+        _SAVED_CHARACTERS(surface).inc(figures.characters_saved)

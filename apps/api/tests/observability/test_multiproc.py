@@ -92,3 +92,37 @@ def test_a_missing_directory_is_created(tmp_path: Path) -> None:
     multiproc.prepare_directory(directory)
 
     assert directory.is_dir()
+
+
+_CHILD_CACHE_SCRIPT = """
+import sys
+from pathlib import Path
+from app.observability import metrics
+
+lookups = metrics.ChildCache(metrics.CACHE_LOOKUPS)
+before = lookups("hit")
+before.inc()  # in memory: the directory is not chosen yet
+metrics.prepare_multiprocess(Path(sys.argv[1]))
+after = lookups("hit")
+after.inc()
+print(after is not before, after is lookups("hit"))
+print(metrics.exposition().decode())
+"""
+
+
+def test_a_child_cache_forgets_the_children_made_before_the_directory_was_chosen(
+    tmp_path: Path,
+) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", _CHILD_CACHE_SCRIPT, str(tmp_path / "metrics")],
+        cwd=Path(__file__).resolve().parents[2],
+        env={k: v for k, v in os.environ.items() if k != multiproc.ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert run.returncode == 0, run.stderr
+    identities, *exposition = run.stdout.splitlines()
+    assert identities.split() == ["True", "True"]  # made again after the switch, then kept
+    assert 'seiketsu_voice_cache_lookups_total{outcome="hit"} 1.0' in exposition
