@@ -59,6 +59,8 @@ end
 return present
 """
 
+_SEGMENTS_FOUND = metrics.ChildCache(metrics.CACHED_SEGMENTS)
+
 # Keys of catalog audio (pre-generated phrases): maintenance refreshes and tidies them.
 CATALOG_INDEX = "sv:audio-catalog"
 
@@ -81,8 +83,6 @@ class AudioCache:
         self._hits: Counter[str] = Counter()
         self._hits_flusher = Periodic("cache-hits", self.flush_hits, HITS_FLUSH_EVERY_S)
         self.hot = HotAudio(settings.memory_bytes, settings.memory_max_age_s)
-        self._from_memory = metrics.CACHED_SEGMENTS.labels("memory")
-        self._from_redis = metrics.CACHED_SEGMENTS.labels("redis")
         self.corrupt_seen = 0
         self.promotions = 0
 
@@ -109,14 +109,14 @@ class AudioCache:
             return None
         held = [self.hot.get(key) for key in keys]
         missing = [key for key, entry in zip(keys, held, strict=True) if entry is None]
+        if missing and not self.available:
+            return None
         if len(missing) < len(keys):
-            self._from_memory.inc(len(keys) - len(missing))
+            _SEGMENTS_FOUND("memory").inc(len(keys) - len(missing))
         if not missing:
             for key in keys:
                 self._hits[key] += 1
             return Lookup(held, 0)
-        if not self.available:
-            return None
         try:
             # Most texts are one sentence: GET answers one key for less than MGET.
             values = (
@@ -136,7 +136,7 @@ class AudioCache:
                 entry = self._decode(key, value, wire_format)
                 corrupt += value is not None and entry is None
                 if entry is not None:
-                    self._from_redis.inc()
+                    _SEGMENTS_FOUND("redis").inc()
                     self.hot.put(key, entry)
             if entry is not None:
                 self._hits[key] += 1
