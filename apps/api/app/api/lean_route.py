@@ -40,9 +40,9 @@ class LeanRoute(APIRoute):
         # An included route is served with its inclusion's dependencies (the router's key check),
         # which FastAPI hands to this method through a context variable while it builds them.
         context = _effective_route_context_var.get()
-        included = context is not None and context.original_route is self
-        dependant = context.dependant if context is not None and included else self.dependant
-        return lean_handler(dependant, self.path)
+        if context is not None and context.original_route is self:
+            return lean_handler(context.dependant, self.path)
+        return lean_handler(self.dependant, self.path)
 
 
 def lean_handler(dependant: Dependant, path: str) -> Handler:

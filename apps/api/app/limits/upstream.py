@@ -28,6 +28,7 @@ from app.analytics.rollups import Rollups, Sample
 from app.config import LimiterSettings
 from app.notifications import Notifier
 from app.observability import metrics
+from app.redis_text import text
 
 logger = logging.getLogger(__name__)
 
@@ -407,8 +408,7 @@ class UpstreamLimiter:
                 lost = await self._renew(keys=[self._keys["holders"]], args=[lease_ms, *self._held])
             except (RedisError, OSError):
                 continue
-            for gone in lost:
-                member = gone.decode() if isinstance(gone, bytes) else gone
+            for member in map(text, lost):
                 if member in self._held:
                     # Said once: it is not renewed again (the script would not bring it back).
                     self._held.discard(member)

@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 
 from app.cache.entry import CacheEntry, new_entry
 from app.cache.hot_audio import ENTRY_OVERHEAD_BYTES, HotAudio
+from app.cache.keys import KEY_PREFIX
 from app.config import Settings
 from tests.asgi import app_client
 from tests.conftest import DisposableRedis
@@ -14,7 +15,7 @@ from tests.fakes.elevenlabs_server import FakeElevenLabs
 
 URL = "/api/v1/voice/synthesize"
 TEXT = "The open house starts at noon on Sunday."
-KEY_SIZE = 20
+KEY_SIZE = len(KEY_PREFIX) + 8
 
 
 def _entry(audio_bytes: int) -> CacheEntry:
@@ -25,7 +26,7 @@ def _entry(audio_bytes: int) -> CacheEntry:
 
 
 def _key(n: int) -> str:
-    return f"sv:audio:v1:{n:08d}"  # KEY_SIZE characters
+    return f"{KEY_PREFIX}{n:08d}"  # KEY_SIZE characters
 
 
 class Clock:
@@ -98,7 +99,7 @@ def test_a_budget_of_zero_keeps_nothing() -> None:
 
 async def _delete_audio(redis_url: str) -> int:
     async with aioredis.Redis.from_url(redis_url) as client:
-        keys = [key async for key in client.scan_iter(match="sv:audio:v1:*")]
+        keys = [key async for key in client.scan_iter(match=KEY_PREFIX + "*")]
         return int(await client.delete(*keys)) if keys else 0
 
 
@@ -181,7 +182,7 @@ async def test_memory_hits_still_count_towards_promotion(
     settings = make_settings(cache={"promote_after_hits": 3})
     async with app_client(settings) as client, aioredis.Redis.from_url(fresh_redis) as redis:
         await client.post(URL, json={"text": TEXT})
-        (key,) = [k async for k in redis.scan_iter(match="sv:audio:v1:*")]
+        (key,) = [k async for k in redis.scan_iter(match=KEY_PREFIX + "*")]
         for _ in range(3):  # one from Redis, then two from memory
             assert (await client.post(URL, json={"text": TEXT})).headers["x-cache"] == "hit"
         # Hits are counted in memory and written once a second.
